@@ -1,0 +1,3 @@
+module github.com/fluxcapacitor/flux
+
+go 1.26.0

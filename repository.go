@@ -1,0 +1,382 @@
+package flux
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"reflect"
+	"time"
+
+	"github.com/fluxcapacitor/flux/internal/uuid"
+)
+
+// Config configures a Repository. Store and Registry are required; every
+// other field documents its default.
+type Config struct {
+	// Store persists the events. Required.
+	Store EventStore
+	// Registry maps names to types. Required.
+	Registry *Registry
+	// Clock returns the current time, stamped on saved events (UTC,
+	// microseconds). Default: time.Now.
+	Clock func() time.Time
+	// NewID returns a new event ID; it must return UUIDs. Default: UUIDv7.
+	NewID func() string
+	// Logger receives diagnostics. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.NewID == nil {
+		g := new(uuid.Generator)
+		c.NewID = g.New
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("flux: Config.Store is nil; pass a store such as memstore.New() or sqlitestore.Open(...)"))
+	}
+	if c.Registry == nil {
+		errs = append(errs, errors.New("flux: Config.Registry is nil; build one with flux.NewRegistry"))
+	}
+	return errors.Join(errs...)
+}
+
+// Repository saves aggregates as events and rebuilds them from events. It
+// is safe for concurrent use; the aggregates it returns are not.
+type Repository struct {
+	store EventStore
+	reg   *Registry
+	cfg   Config
+}
+
+// NewRepository returns a repository over cfg.Store.
+func NewRepository(cfg Config) (*Repository, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Repository{store: cfg.Store, reg: cfg.Registry, cfg: cfg}, nil
+}
+
+// Store returns the repository's event store.
+func (r *Repository) Store() EventStore { return r.store }
+
+// Registry returns the repository's registry.
+func (r *Repository) Registry() *Registry { return r.reg }
+
+// Save appends the pending events of every aggregate in one atomic
+// transaction: either all are stored or none. Each aggregate's stream must
+// still be at the version it was loaded at; otherwise Save returns a
+// *ConflictError (matching ErrConcurrencyConflict) and stores nothing.
+// Aggregates without pending events are skipped. After a successful save
+// the aggregates' pending events are cleared; after a failed one they are
+// kept, and the aggregates should be reloaded before retrying.
+//
+// Events are stamped with the metadata carried by ctx (WithRequestID,
+// WithCorrelationID, WithCausationID, WithMetadata). Without a correlation
+// ID the request ID is used, or else the first event's ID, so the events of
+// one save always share one.
+func (r *Repository) Save(ctx context.Context, aggs ...Aggregate) error {
+	req, roots, err := r.prepare(ctx, aggs)
+	if err != nil || len(req.Streams) == 0 {
+		return err
+	}
+	if _, err := r.store.Append(ctx, req); err != nil {
+		return err
+	}
+	for _, root := range roots {
+		root.markSaved()
+	}
+	return nil
+}
+
+func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendRequest, []*Root, error) {
+	var req AppendRequest
+	var roots []*Root
+	now := NormalizeTime(r.cfg.Clock())
+	md := MetadataFrom(ctx)
+	if md.RequestID == "" {
+		md.RequestID = DefaultRequestID
+	}
+	for i, a := range aggs {
+		def, err := r.reg.aggregateDefFor(a)
+		if err != nil {
+			return req, nil, fmt.Errorf("save aggregate %d: %w", i, err)
+		}
+		root := a.root()
+		if len(root.pending) == 0 {
+			continue
+		}
+		if err := ValidateStreamID(root.id); err != nil {
+			return req, nil, fmt.Errorf("save %s: %w", def.name, err)
+		}
+		for _, prev := range roots {
+			if prev == root {
+				return req, nil, errorf(ErrInvalidAppend, "aggregate %s %q passed to Save twice", def.name, root.id)
+			}
+		}
+		s := StreamAppend{
+			StreamID:      root.id,
+			AggregateType: def.name,
+			Expected:      ExpectedVersion(root.committedVersion()),
+			Events:        make([]EventData, len(root.pending)),
+		}
+		for j, ev := range root.pending {
+			ed, err := r.reg.eventDefFor(ev)
+			if err != nil {
+				return req, nil, fmt.Errorf("save %s %q: %w", def.name, root.id, err)
+			}
+			if ed.agg != def {
+				return req, nil, errorf(ErrUnknownEvent, "save %s %q: event %s belongs to aggregate type %s", def.name, root.id, ed.name, ed.agg.name)
+			}
+			payload, err := json.Marshal(ev)
+			if err != nil {
+				return req, nil, fmt.Errorf("save %s %q: encode event %s: %w", def.name, root.id, ed.name, err)
+			}
+			id := r.cfg.NewID()
+			if md.CorrelationID == "" {
+				md.CorrelationID = md.RequestID
+				if md.CorrelationID == DefaultRequestID {
+					md.CorrelationID = id
+				}
+			}
+			s.Events[j] = EventData{
+				EventID:      id,
+				EventName:    ed.name,
+				EventVersion: ed.version,
+				Payload:      payload,
+				Metadata:     md,
+				OccurredAt:   now,
+			}
+		}
+		req.Streams = append(req.Streams, s)
+		roots = append(roots, root)
+	}
+	return req, roots, nil
+}
+
+// LoadOptions select which state of an aggregate a load rebuilds. The zero
+// value loads the current state.
+type LoadOptions struct {
+	// At, when set, rebuilds the aggregate as it was at that moment: from
+	// the events that occurred at or before it.
+	At time.Time
+	// Version, when positive, rebuilds the aggregate as it was at that
+	// stream version.
+	Version int64
+}
+
+// Load rebuilds the aggregate with the given ID from its events. It returns
+// an error matching ErrAggregateNotFound when the stream has no events, and
+// ErrAggregateTypeMismatch when the stream belongs to another type.
+//
+//	user, err := flux.Load[*User](ctx, repo, id)
+func Load[A Aggregate](ctx context.Context, r *Repository, id string) (A, error) {
+	return loadAs[A](ctx, r, id, LoadOptions{})
+}
+
+// LoadAt rebuilds the aggregate as it was at time t: from the events that
+// occurred at or before t. It returns an error matching
+// ErrAggregateNotFound when the aggregate did not exist yet at t.
+func LoadAt[A Aggregate](ctx context.Context, r *Repository, id string, t time.Time) (A, error) {
+	if t.IsZero() {
+		var zero A
+		return zero, errors.New("flux: LoadAt: time is zero; use Load for the current state")
+	}
+	return loadAs[A](ctx, r, id, LoadOptions{At: t})
+}
+
+// LoadVersion rebuilds the aggregate as it was at stream version v (>= 1).
+func LoadVersion[A Aggregate](ctx context.Context, r *Repository, id string, v int64) (A, error) {
+	if v < 1 {
+		var zero A
+		return zero, fmt.Errorf("flux: LoadVersion: version %d, want >= 1", v)
+	}
+	return loadAs[A](ctx, r, id, LoadOptions{Version: v})
+}
+
+func loadAs[A Aggregate](ctx context.Context, r *Repository, id string, opts LoadOptions) (A, error) {
+	var zero A
+	def, err := r.reg.aggregateDefOf(reflect.TypeFor[A]())
+	if err != nil {
+		return zero, err
+	}
+	a, err := r.load(ctx, def, id, opts)
+	if err != nil {
+		return zero, err
+	}
+	return a.(A), nil
+}
+
+// LoadAggregate is the untyped form of Load, for tools that know the
+// aggregate type only by name.
+func (r *Repository) LoadAggregate(ctx context.Context, aggregateType, id string, opts LoadOptions) (Aggregate, error) {
+	def, ok := r.reg.aggregates[aggregateType]
+	if !ok {
+		return nil, errorf(ErrUnknownAggregate, "aggregate type %q is not registered", aggregateType)
+	}
+	return r.load(ctx, def, id, opts)
+}
+
+func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opts LoadOptions) (Aggregate, error) {
+	if err := ValidateStreamID(id); err != nil {
+		return nil, err
+	}
+	a, err := def.new()
+	if err != nil {
+		return nil, err
+	}
+	root := a.root()
+	root.id = id
+	read := ReadStreamOptions{ToVersion: opts.Version}
+	replayed := 0
+	for rec, err := range r.store.ReadStream(ctx, id, read) {
+		if err != nil {
+			return nil, fmt.Errorf("load %s %q: %w", def.name, id, err)
+		}
+		if !opts.At.IsZero() && rec.OccurredAt.After(opts.At) {
+			break // history is a prefix: stop at the first later event
+		}
+		if rec.AggregateType != def.name {
+			return nil, errorf(ErrAggregateTypeMismatch, "stream %q holds aggregate type %s, not %s", id, rec.AggregateType, def.name)
+		}
+		if rec.StreamVersion != root.version+1 {
+			return nil, eventError(&rec, fmt.Errorf("%w: stream version %d follows %d", ErrCorruptEvent, rec.StreamVersion, root.version))
+		}
+		ev, err := r.decode(ctx, &rec)
+		if err != nil {
+			return nil, err
+		}
+		a.Apply(ev)
+		root.version = rec.StreamVersion
+		replayed++
+	}
+	if root.version == 0 {
+		return nil, notFound(def.name, id, opts)
+	}
+	root.loaded = LoadInfo{EventsReplayed: replayed}
+	return a, nil
+}
+
+func notFound(aggType, id string, opts LoadOptions) error {
+	switch {
+	case !opts.At.IsZero():
+		return errorf(ErrAggregateNotFound, "%s %q has no events at or before %s", aggType, id, opts.At.UTC().Format(time.RFC3339Nano))
+	default:
+		return errorf(ErrAggregateNotFound, "%s %q has no events", aggType, id)
+	}
+}
+
+// decode runs the read pipeline for one record: decode into the registered
+// Go type.
+func (r *Repository) decode(ctx context.Context, rec *Record) (any, error) {
+	return r.reg.Decode(rec)
+}
+
+// Envelope is a stored event decoded into its Go type, with the record it
+// was read from.
+type Envelope struct {
+	Record
+	// Event is a value of the event's registered Go type.
+	Event any
+}
+
+// EventsOptions filter Repository.Events. The zero value reads the whole
+// stream.
+type EventsOptions struct {
+	// Types keeps only events of these registered Go types, given as
+	// values: []any{UserRenamed{}}.
+	Types []any
+	// Names keeps only events with these registered names.
+	Names []string
+	// Since and Until bound the occurred-at time, inclusive.
+	Since, Until time.Time
+	// FromVersion and ToVersion bound the stream version, inclusive.
+	FromVersion, ToVersion int64
+}
+
+// Events streams the decoded events of one stream, oldest first, filtered
+// by opts (nil reads everything): the PHP library's loadByDomainEvents. The
+// stream is read with one cursor, never loaded whole; break out of the loop
+// to stop early. A stream with no matching events yields nothing.
+func (r *Repository) Events(ctx context.Context, streamID string, opts *EventsOptions) iter.Seq2[Envelope, error] {
+	return func(yield func(Envelope, error) bool) {
+		if opts == nil {
+			opts = &EventsOptions{}
+		}
+		if err := ValidateStreamID(streamID); err != nil {
+			yield(Envelope{}, err)
+			return
+		}
+		names, err := r.filterNames(opts.Types, opts.Names)
+		if err != nil {
+			yield(Envelope{}, err)
+			return
+		}
+		read := ReadStreamOptions{
+			FromVersion: opts.FromVersion, ToVersion: opts.ToVersion,
+			Since: opts.Since, Until: opts.Until, EventNames: names,
+		}
+		r.decodeAll(ctx, r.store.ReadStream(ctx, streamID, read), yield)
+	}
+}
+
+// AllEvents streams the decoded global log in commit order, filtered by
+// opts: the input of projections and tools.
+func (r *Repository) AllEvents(ctx context.Context, opts ReadAllOptions) iter.Seq2[Envelope, error] {
+	return func(yield func(Envelope, error) bool) {
+		r.decodeAll(ctx, r.store.ReadAll(ctx, opts), yield)
+	}
+}
+
+func (r *Repository) decodeAll(ctx context.Context, records iter.Seq2[Record, error], yield func(Envelope, error) bool) {
+	for rec, err := range records {
+		if err != nil {
+			yield(Envelope{}, err)
+			return
+		}
+		ev, err := r.decode(ctx, &rec)
+		if err != nil {
+			yield(Envelope{}, err)
+			return
+		}
+		if !yield(Envelope{Record: rec, Event: ev}, nil) {
+			return
+		}
+	}
+}
+
+func (r *Repository) filterNames(types []any, names []string) ([]string, error) {
+	if len(types) == 0 && len(names) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(types)+len(names))
+	for _, t := range types {
+		d, err := r.reg.eventDefFor(t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d.name)
+	}
+	for _, n := range names {
+		if _, ok := r.reg.events[n]; !ok {
+			return nil, errorf(ErrUnknownEvent, "event name %q is not registered", n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -1,0 +1,30 @@
+package sqlitestore
+
+// migrations are applied in order; PRAGMA user_version records how many ran.
+// Never edit a step that has shipped: append a new one.
+var migrations = []string{
+	// 1: the events table, after the PHP library's layout (global id,
+	// aggregate id, aggregate type, event name, event version, payload JSON,
+	// occurred on, request id, version) plus the event ID, correlation and
+	// causation IDs and the free-form metadata.
+	`CREATE TABLE IF NOT EXISTS events (
+		id             INTEGER PRIMARY KEY,  -- global position, assigned in commit order
+		event_id       TEXT    NOT NULL,
+		aggregate_id   TEXT    NOT NULL,
+		aggregate_type TEXT    NOT NULL,
+		event_name     TEXT    NOT NULL,
+		event_version  INTEGER NOT NULL DEFAULT 1,
+		payload        TEXT    NOT NULL,     -- JSON
+		metadata       TEXT,                 -- JSON object of extra keys, NULL when none
+		occurred_on    TEXT    NOT NULL,     -- UTC, 2006-01-02T15:04:05.000000Z
+		request_id     TEXT    NOT NULL,
+		correlation_id TEXT    NOT NULL DEFAULT '',
+		causation_id   TEXT    NOT NULL DEFAULT '',
+		version        INTEGER NOT NULL,
+		CONSTRAINT unique_aggregate_version UNIQUE (aggregate_id, version),
+		CONSTRAINT unique_event_id UNIQUE (event_id)
+	);
+	CREATE INDEX IF NOT EXISTS idx_events_aggregate_id ON events (aggregate_id);
+	CREATE INDEX IF NOT EXISTS idx_events_occurred_on ON events (occurred_on);
+	CREATE INDEX IF NOT EXISTS idx_events_correlation_id ON events (correlation_id);`,
+}

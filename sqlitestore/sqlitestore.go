@@ -1,0 +1,510 @@
+// Package sqlitestore is the embedded default flux.EventStore: one SQLite
+// file, opened through the pure-Go driver modernc.org/sqlite (no cgo).
+//
+// # Concurrency
+//
+// The database runs in WAL mode, so reads never wait for writes. All writes
+// go through one dedicated connection and open with BEGIN IMMEDIATE: the
+// goroutines of one process queue in Go (honouring their contexts) instead
+// of meeting SQLITE_BUSY, and another process writing to the same file is
+// waited for up to Options.BusyTimeout.
+//
+// # Global log order
+//
+// Positions are the table's INTEGER PRIMARY KEY, assigned inside the write
+// transaction. SQLite admits one writer at a time, so positions are handed
+// out in commit order and a rolled-back append leaves no hole: a reader
+// that resumes after the last position it saw never skips an event.
+//
+// # Optimistic concurrency
+//
+// UNIQUE (aggregate_id, version) decides every race. An exact expected
+// version is checked in the INSERT itself (the row is only inserted when
+// version = expected exists), so neither a stale writer nor one that
+// expects a version the stream has not reached can write.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/internal/txhook"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Options configure a Store. Nil or the zero value gives the defaults.
+type Options struct {
+	// MaxEventSize limits one encoded payload in bytes. Default:
+	// flux.DefaultMaxEventSize (4 MiB).
+	MaxEventSize int
+	// BusyTimeout is how long a write waits for another process holding
+	// the database's write lock. Default: 5s.
+	BusyTimeout time.Duration
+	// ReadConns is the number of read connections. Default: 4.
+	ReadConns int
+	// Synchronous is SQLite's synchronous setting: "NORMAL" (default; in WAL
+	// mode a process crash loses nothing, a power cut may lose the last
+	// commits but never corrupts) or "FULL" (every commit is fsynced).
+	Synchronous string
+}
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.MaxEventSize <= 0 {
+		c.MaxEventSize = flux.DefaultMaxEventSize
+	}
+	if c.BusyTimeout <= 0 {
+		c.BusyTimeout = 5 * time.Second
+	}
+	if c.ReadConns <= 0 {
+		c.ReadConns = 4
+	}
+	if c.Synchronous == "" {
+		c.Synchronous = "NORMAL"
+	}
+	return c
+}
+
+func (o Options) validate() error {
+	var errs []error
+	switch strings.ToUpper(o.Synchronous) {
+	case "NORMAL", "FULL", "EXTRA":
+	default:
+		errs = append(errs, fmt.Errorf("sqlitestore: Options.Synchronous %q: want NORMAL, FULL or EXTRA", o.Synchronous))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is a flux.EventStore in one SQLite file. It is safe for concurrent
+// use by many goroutines.
+type Store struct {
+	path string
+	opts Options
+	wdb  *sql.DB // one connection: every write transaction
+	rdb  *sql.DB // read-only connections
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+}
+
+var _ flux.EventStore = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite database at path and brings
+// its schema up to date. opts may be nil.
+func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return nil, errors.New("sqlitestore: path is empty; give a file name such as flux.db")
+	}
+	wdb, err := sql.Open("sqlite", dsn(path, o, false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{path: path, opts: o, wdb: wdb}
+	if err := s.Migrate(ctx); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	rdb, err := sql.Open("sqlite", dsn(path, o, true))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(o.ReadConns)
+	rdb.SetMaxIdleConns(o.ReadConns)
+	rdb.SetConnMaxIdleTime(0)
+	s.rdb = rdb
+	return s, nil
+}
+
+func dsn(path string, o Options, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+strings.ToUpper(o.Synchronous)+")")
+	q.Add("_pragma", "foreign_keys(ON)")
+	if readOnly {
+		q.Add("_pragma", "query_only(ON)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Migrate brings the schema up to date. Open calls it; calling it again is
+// harmless.
+func (s *Store) Migrate(ctx context.Context) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return interpretError(fmt.Errorf("sqlitestore: migrate %s: %w", s.path, err))
+	}
+	defer tx.Rollback()
+	var current int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return interpretError(fmt.Errorf("sqlitestore: migrate %s: read schema version: %w", s.path, err))
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("sqlitestore: %s has schema version %d, newer than this build knows (%d); upgrade FluxCapacitor", s.path, current, len(migrations))
+	}
+	for i := current; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return interpretError(fmt.Errorf("sqlitestore: migrate %s to version %d: %w", s.path, i+1, err))
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
+		return interpretError(fmt.Errorf("sqlitestore: migrate %s: %w", s.path, err))
+	}
+	return interpretError(tx.Commit())
+}
+
+// Close closes the database. It is idempotent.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		err = errors.Join(s.wdb.Close(), closeIfSet(s.rdb))
+	})
+	return err
+}
+
+func closeIfSet(db *sql.DB) error {
+	if db == nil {
+		return nil
+	}
+	return db.Close()
+}
+
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+func formatTime(t time.Time) string { return flux.NormalizeTime(t).Format(timeLayout) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("occurred_on %q: %w", s, err)
+	}
+	return t, nil
+}
+
+// insertChunk bounds the rows of one INSERT (13 parameters each) well
+// below SQLite's 32766-parameter limit.
+const insertChunk = 400
+
+const insertColumns = `(event_id, aggregate_id, aggregate_type, event_name, event_version, payload, metadata, occurred_on, request_id, correlation_id, causation_id, version)`
+
+// Append implements flux.EventStore.
+func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.AppendResult, error) {
+	if err := flux.ValidateAppend(&req, s.opts.MaxEventSize); err != nil {
+		return flux.AppendResult{}, err
+	}
+	if s.closed.Load() {
+		return flux.AppendResult{}, flux.ErrStoreClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return flux.AppendResult{}, err
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dsn)
+	if err != nil {
+		return flux.AppendResult{}, s.appendError(ctx, err)
+	}
+	defer tx.Rollback()
+
+	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
+	for i := range req.Streams {
+		st := &req.Streams[i]
+		base := int64(st.Expected)
+		if st.Expected == flux.Any {
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = ?`, st.StreamID).Scan(&base); err != nil {
+				return flux.AppendResult{}, s.appendError(ctx, err)
+			}
+		}
+		for from := 0; from < len(st.Events); from += insertChunk {
+			to := min(from+insertChunk, len(st.Events))
+			// Only the first chunk of an exact expectation checks that the
+			// stream is at that version; the unique constraint covers the rest.
+			checkExact := from == 0 && st.Expected > 0
+			query, args := insertStatement(st, from, to, base, checkExact)
+			r, err := tx.ExecContext(ctx, query, args...)
+			if err != nil {
+				if isUniqueViolation(err) && strings.Contains(err.Error(), "version") {
+					return flux.AppendResult{}, s.conflict(ctx, tx, st)
+				}
+				return flux.AppendResult{}, s.appendError(ctx, err)
+			}
+			n, err := r.RowsAffected()
+			if err != nil {
+				return flux.AppendResult{}, s.appendError(ctx, err)
+			}
+			if n != int64(to-from) { // the exact-version check found no such version
+				return flux.AppendResult{}, s.conflict(ctx, tx, st)
+			}
+			last, err := r.LastInsertId()
+			if err != nil {
+				return flux.AppendResult{}, s.appendError(ctx, err)
+			}
+			// One writer at a time: the rows got consecutive rowids.
+			for p := last - n + 1; p <= last; p++ {
+				res.Positions = append(res.Positions, p)
+			}
+		}
+		res.Versions[i] = base + int64(len(st.Events))
+	}
+	if err := txhook.BeforeCommit(ctx); err != nil {
+		return flux.AppendResult{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return flux.AppendResult{}, s.appendError(ctx, err)
+	}
+	return res, nil
+}
+
+func insertStatement(st *flux.StreamAppend, from, to int, base int64, checkExact bool) (string, []any) {
+	var b strings.Builder
+	args := make([]any, 0, (to-from)*12+2)
+	b.WriteString("INSERT INTO events ")
+	b.WriteString(insertColumns)
+	if checkExact {
+		b.WriteString(" SELECT * FROM (VALUES ")
+	} else {
+		b.WriteString(" VALUES ")
+	}
+	for i := from; i < to; i++ {
+		e := &st.Events[i]
+		if i > from {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+		args = append(args, e.EventID, st.StreamID, st.AggregateType, e.EventName, e.EventVersion,
+			e.Payload, extraJSON(e.Metadata.Extra), formatTime(e.OccurredAt),
+			requestID(e.Metadata.RequestID), e.Metadata.CorrelationID, e.Metadata.CausationID,
+			base+int64(i)+1)
+	}
+	if checkExact {
+		b.WriteString(") WHERE EXISTS (SELECT 1 FROM events WHERE aggregate_id = ? AND version = ?)")
+		args = append(args, st.StreamID, base)
+	}
+	return b.String(), args
+}
+
+func requestID(id string) string {
+	if id == "" {
+		return flux.DefaultRequestID
+	}
+	return id
+}
+
+// extraJSON encodes free-form metadata; nil when there is none, so the
+// common case stores NULL and reads skip JSON decoding.
+func extraJSON(extra map[string]string) any {
+	if len(extra) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(extra)
+	if err != nil { // map[string]string always marshals
+		return nil
+	}
+	return string(b)
+}
+
+// conflict builds the ConflictError for st, reading the stream's actual
+// version inside the still-open transaction.
+func (s *Store) conflict(ctx context.Context, tx *sql.Tx, st *flux.StreamAppend) error {
+	actual := int64(-1)
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = ?`, st.StreamID).Scan(&actual); err != nil {
+		actual = -1
+	}
+	return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
+}
+
+func (s *Store) appendError(ctx context.Context, err error) error {
+	if s.closed.Load() {
+		return flux.ErrStoreClosed
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("sqlitestore: append: %w", ctxErr)
+	}
+	return interpretError(fmt.Errorf("sqlitestore: append: %w", err))
+}
+
+// interpretError is the one place that translates driver errors.
+func interpretError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return fmt.Errorf("%w: %v", flux.ErrStoreClosed, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("%w: database is locked by another process past the busy timeout: %v", flux.ErrStoreUnavailable, err)
+		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY:
+			return fmt.Errorf("%w: %v", flux.ErrStoreUnavailable, err)
+		}
+	}
+	return err
+}
+
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+const selectColumns = `SELECT id, aggregate_id, version, aggregate_type, event_id, event_name, event_version, payload, metadata, occurred_on, request_id, correlation_id, causation_id FROM events`
+
+// ReadStream implements flux.EventStore.
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts flux.ReadStreamOptions) iter.Seq2[flux.Record, error] {
+	var b strings.Builder
+	b.WriteString(selectColumns)
+	b.WriteString(" WHERE aggregate_id = ?")
+	args := []any{streamID}
+	if opts.FromVersion > 1 {
+		b.WriteString(" AND version >= ?")
+		args = append(args, opts.FromVersion)
+	}
+	if opts.ToVersion > 0 {
+		b.WriteString(" AND version <= ?")
+		args = append(args, opts.ToVersion)
+	}
+	args = timeAndNames(&b, args, opts.Since, opts.Until, "event_name", opts.EventNames)
+	b.WriteString(" ORDER BY version")
+	return s.query(ctx, b.String(), args)
+}
+
+// ReadAll implements flux.EventStore.
+func (s *Store) ReadAll(ctx context.Context, opts flux.ReadAllOptions) iter.Seq2[flux.Record, error] {
+	var b strings.Builder
+	b.WriteString(selectColumns)
+	b.WriteString(" WHERE id > ?")
+	args := []any{opts.After}
+	args = timeAndNames(&b, args, opts.Since, opts.Until, "event_name", opts.EventNames)
+	args = in(&b, args, "aggregate_type", opts.AggregateTypes)
+	if opts.CorrelationID != "" {
+		b.WriteString(" AND correlation_id = ?")
+		args = append(args, opts.CorrelationID)
+	}
+	if opts.RequestID != "" {
+		b.WriteString(" AND request_id = ?")
+		args = append(args, opts.RequestID)
+	}
+	b.WriteString(" ORDER BY id")
+	if opts.Limit > 0 {
+		b.WriteString(" LIMIT ?")
+		args = append(args, opts.Limit)
+	}
+	return s.query(ctx, b.String(), args)
+}
+
+func timeAndNames(b *strings.Builder, args []any, since, until time.Time, col string, names []string) []any {
+	if !since.IsZero() {
+		b.WriteString(" AND occurred_on >= ?")
+		args = append(args, formatTime(since))
+	}
+	if !until.IsZero() {
+		b.WriteString(" AND occurred_on <= ?")
+		args = append(args, formatTime(until))
+	}
+	return in(b, args, col, names)
+}
+
+func in(b *strings.Builder, args []any, col string, values []string) []any {
+	if len(values) == 0 {
+		return args
+	}
+	b.WriteString(" AND " + col + " IN (")
+	for i, v := range values {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('?')
+		args = append(args, v)
+	}
+	b.WriteByte(')')
+	return args
+}
+
+func (s *Store) query(ctx context.Context, query string, args []any) iter.Seq2[flux.Record, error] {
+	return func(yield func(flux.Record, error) bool) {
+		if s.closed.Load() {
+			yield(flux.Record{}, flux.ErrStoreClosed)
+			return
+		}
+		rows, err := s.rdb.QueryContext(ctx, query, args...)
+		if err != nil {
+			yield(flux.Record{}, s.readError(ctx, err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			rec, err := scanRecord(rows)
+			if err != nil {
+				yield(flux.Record{}, err)
+				return
+			}
+			if !yield(rec, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(flux.Record{}, s.readError(ctx, err))
+		}
+	}
+}
+
+func (s *Store) readError(ctx context.Context, err error) error {
+	if s.closed.Load() {
+		return flux.ErrStoreClosed
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("sqlitestore: read: %w", ctxErr)
+	}
+	return interpretError(fmt.Errorf("sqlitestore: read: %w", err))
+}
+
+func scanRecord(rows *sql.Rows) (flux.Record, error) {
+	var r flux.Record
+	var metadata sql.NullString
+	var occurred string
+	if err := rows.Scan(&r.Position, &r.StreamID, &r.StreamVersion, &r.AggregateType, &r.EventID,
+		&r.EventName, &r.EventVersion, &r.Payload, &metadata, &occurred,
+		&r.Metadata.RequestID, &r.Metadata.CorrelationID, &r.Metadata.CausationID); err != nil {
+		return r, fmt.Errorf("sqlitestore: scan event: %w", err)
+	}
+	t, err := parseTime(occurred)
+	if err != nil {
+		return r, fmt.Errorf("%w: sqlitestore: stream %q version %d: %v", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion, err)
+	}
+	r.OccurredAt = t
+	if metadata.Valid && metadata.String != "" {
+		if err := json.Unmarshal([]byte(metadata.String), &r.Metadata.Extra); err != nil {
+			return r, fmt.Errorf("%w: sqlitestore: stream %q version %d: metadata is not a JSON object of strings", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion)
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,291 @@
+package flux
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/fluxcapacitor/flux/internal/uuid"
+)
+
+// EventStore is the storage contract every backend implements: memstore,
+// sqlitestore, pgstore, mysqlstore. The storetest package holds the
+// conformance suite that pins every promise below; a backend is done when
+// it passes storetest.Run.
+//
+// Promises:
+//
+//   - Append is atomic across every stream of one call. Each stream's
+//     expected version is enforced by the database (a unique (stream,
+//     version) constraint), never by a read-then-write in Go. A lost race is
+//     a *ConflictError; nothing of a failed call is written.
+//   - Positions in the global log are assigned in commit order: a reader of
+//     ReadAll that has seen position p will never later see a committed
+//     record with a position <= p. Readers may therefore resume from the
+//     last position they saw.
+//   - Input is validated with ValidateAppend before any I/O.
+//   - Reads are streamed: the iterators hold one database cursor and never
+//     load a whole stream or log into memory. Stop early by breaking out
+//     of the range loop; the cursor is released.
+//   - Methods are safe for concurrent use. After Close every method returns
+//     ErrStoreClosed; Close is idempotent.
+type EventStore interface {
+	// Append writes the events of every stream in req in one transaction
+	// and returns their global positions in request order.
+	Append(ctx context.Context, req AppendRequest) (AppendResult, error)
+
+	// ReadStream yields the records of one stream in version order,
+	// filtered by opts. A stream with no (matching) events yields nothing;
+	// that is not an error at this level.
+	ReadStream(ctx context.Context, streamID string, opts ReadStreamOptions) iter.Seq2[Record, error]
+
+	// ReadAll yields the global log in position (= commit) order, filtered
+	// by opts.
+	ReadAll(ctx context.Context, opts ReadAllOptions) iter.Seq2[Record, error]
+
+	// Close releases the store's resources. Calling it twice is harmless.
+	Close() error
+}
+
+// Record is one stored event as the store sees it: raw payload bytes plus
+// everything needed to place it.
+type Record struct {
+	// Position in the global log; increasing in commit order, starting at 1.
+	Position int64
+	// StreamID is the aggregate ID.
+	StreamID string
+	// StreamVersion is the event's version within its stream, from 1.
+	StreamVersion int64
+	// AggregateType is the registered aggregate type name.
+	AggregateType string
+	// EventID is a UUID unique to this event.
+	EventID string
+	// EventName and EventVersion are the registered name and schema version
+	// the payload was written with.
+	EventName    string
+	EventVersion int
+	// Payload is the encoded event (JSON), with personal data encrypted.
+	Payload []byte
+	// Metadata carries request, correlation and causation IDs and free keys.
+	Metadata Metadata
+	// OccurredAt is when the event was saved, UTC, microsecond precision.
+	OccurredAt time.Time
+}
+
+// Metadata travels with every event. The well-known IDs have their own
+// fields (and columns, so they can be searched); Extra holds free-form keys
+// such as trace context. Never put personal data in metadata: it is stored
+// in clear.
+type Metadata struct {
+	// RequestID identifies the incoming request (X-Request-ID); it is
+	// DefaultRequestID when none was given.
+	RequestID string `json:"request_id,omitempty"`
+	// CorrelationID is shared by every command and event of one business
+	// transaction, across services.
+	CorrelationID string `json:"correlation_id,omitempty"`
+	// CausationID is the ID of the message (command or event) that caused
+	// this event.
+	CausationID string `json:"causation_id,omitempty"`
+	// Extra holds application keys. Nil when there are none.
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// ExpectedVersion is what a writer believes a stream's version to be. Use a
+// positive version for "exactly this", NoStream or Any.
+type ExpectedVersion int64
+
+const (
+	// Any skips the version check: append after whatever is there.
+	Any ExpectedVersion = -1
+	// NoStream requires that the stream has no events yet.
+	NoStream ExpectedVersion = 0
+)
+
+func (v ExpectedVersion) String() string {
+	switch {
+	case v == Any:
+		return "any"
+	case v == NoStream:
+		return "0 (no stream)"
+	default:
+		return strconv.FormatInt(int64(v), 10)
+	}
+}
+
+// AppendRequest is one atomic write.
+type AppendRequest struct {
+	// Streams to append to, each with its own expected version. A stream
+	// may appear only once.
+	Streams []StreamAppend
+}
+
+// StreamAppend is the part of an append that goes to one stream.
+type StreamAppend struct {
+	StreamID      string
+	AggregateType string
+	Expected      ExpectedVersion
+	Events        []EventData
+}
+
+// EventData is an encoded event ready to be stored. Its stream version and
+// global position are assigned by the store.
+type EventData struct {
+	EventID      string
+	EventName    string
+	EventVersion int
+	Payload      []byte
+	Metadata     Metadata
+	OccurredAt   time.Time
+}
+
+// AppendResult reports where the events of an append were written.
+type AppendResult struct {
+	// Positions holds the global position of every event, in request order
+	// (streams in order, events in order within each stream).
+	Positions []int64
+	// Versions holds each stream's new version, in request order.
+	Versions []int64
+}
+
+// ReadStreamOptions filter ReadStream. The zero value reads everything.
+type ReadStreamOptions struct {
+	// FromVersion is the first stream version to return; 0 means 1.
+	FromVersion int64
+	// ToVersion is the last stream version to return; 0 means no limit.
+	ToVersion int64
+	// Since and Until bound OccurredAt, both inclusive; zero means unbounded.
+	Since, Until time.Time
+	// EventNames, when not empty, keeps only records with one of these
+	// stored event names.
+	EventNames []string
+}
+
+// ReadAllOptions filter ReadAll. The zero value reads the whole log.
+type ReadAllOptions struct {
+	// After is the last position already seen; records with a greater
+	// position are returned. 0 reads from the start.
+	After int64
+	// Limit caps the number of records; 0 means no limit.
+	Limit int
+	// EventNames and AggregateTypes, when not empty, keep only records with
+	// one of these stored event names / aggregate types.
+	EventNames     []string
+	AggregateTypes []string
+	// Since and Until bound OccurredAt, both inclusive; zero means unbounded.
+	Since, Until time.Time
+	// CorrelationID and RequestID, when set, keep only records with that ID.
+	CorrelationID string
+	RequestID     string
+}
+
+// Limits a store enforces before any I/O.
+const (
+	// MaxStreamIDLength is the longest stream ID in bytes (VARCHAR(255)).
+	MaxStreamIDLength = 255
+	// MaxNameLength is the longest event name or aggregate type in bytes.
+	MaxNameLength = 255
+	// DefaultMaxEventSize is the default limit on one encoded payload:
+	// 4 MiB. Backends let their configuration change it.
+	DefaultMaxEventSize = 4 << 20
+)
+
+// DefaultRequestID is stored as the request ID of events saved without one,
+// like the PHP library's DomainEventInterface::DEFAULT_REQUEST_ID.
+const DefaultRequestID = "00000000-0000-0000-0000-000000000000"
+
+// ValidateStreamID returns an error matching ErrInvalidStreamID when id is
+// not a usable stream ID.
+func ValidateStreamID(id string) error {
+	switch {
+	case id == "":
+		return errorf(ErrInvalidStreamID, "stream ID is empty; set the aggregate's ID (Root.SetID) before saving")
+	case len(id) > MaxStreamIDLength:
+		return errorf(ErrInvalidStreamID, "stream ID %q... is %d bytes, longer than %d", id[:32], len(id), MaxStreamIDLength)
+	case !utf8.ValidString(id):
+		return errorf(ErrInvalidStreamID, "stream ID %q is not valid UTF-8", id)
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return errorf(ErrInvalidStreamID, "stream ID %q contains control character %U", id, r)
+		}
+	}
+	return nil
+}
+
+// ValidateAppend checks an append request before a backend touches its
+// database. maxEventSize <= 0 means DefaultMaxEventSize. Every backend calls
+// it first thing in Append, so invalid input fails the same way everywhere.
+func ValidateAppend(req *AppendRequest, maxEventSize int) error {
+	if maxEventSize <= 0 {
+		maxEventSize = DefaultMaxEventSize
+	}
+	seen := make(map[string]struct{}, len(req.Streams))
+	for i := range req.Streams {
+		s := &req.Streams[i]
+		if err := ValidateStreamID(s.StreamID); err != nil {
+			return err
+		}
+		if _, dup := seen[s.StreamID]; dup {
+			return errorf(ErrInvalidAppend, "stream %q appears twice in one append; merge its events", s.StreamID)
+		}
+		seen[s.StreamID] = struct{}{}
+		if err := validateName("aggregate type", s.AggregateType); err != nil {
+			return fmt.Errorf("stream %q: %w", s.StreamID, err)
+		}
+		if s.Expected < Any {
+			return errorf(ErrInvalidAppend, "stream %q: expected version %d is negative; use flux.Any or flux.NoStream", s.StreamID, int64(s.Expected))
+		}
+		if len(s.Events) == 0 {
+			return errorf(ErrInvalidAppend, "stream %q has no events to append", s.StreamID)
+		}
+		for j := range s.Events {
+			e := &s.Events[j]
+			if err := validateName("event name", e.EventName); err != nil {
+				return fmt.Errorf("stream %q event %d: %w", s.StreamID, j, err)
+			}
+			if e.EventVersion < 1 {
+				return errorf(ErrInvalidAppend, "stream %q event %s: schema version %d, want >= 1", s.StreamID, e.EventName, e.EventVersion)
+			}
+			if !uuid.Valid(e.EventID) {
+				return errorf(ErrInvalidAppend, "stream %q event %s: event ID %q is not a UUID", s.StreamID, e.EventName, e.EventID)
+			}
+			if len(e.Payload) > maxEventSize {
+				return &EventTooLargeError{StreamID: s.StreamID, EventName: e.EventName, Size: len(e.Payload), Limit: maxEventSize}
+			}
+			if !json.Valid(e.Payload) {
+				return errorf(ErrInvalidAppend, "stream %q event %s: payload is not valid JSON", s.StreamID, e.EventName)
+			}
+			if e.OccurredAt.IsZero() {
+				return errorf(ErrInvalidAppend, "stream %q event %s: occurred-at time is zero", s.StreamID, e.EventName)
+			}
+		}
+	}
+	return nil
+}
+
+func validateName(what, name string) error {
+	switch {
+	case name == "":
+		return errorf(ErrInvalidAppend, "%s is empty", what)
+	case len(name) > MaxNameLength:
+		return errorf(ErrInvalidAppend, "%s is %d bytes, longer than %d", what, len(name), MaxNameLength)
+	case !utf8.ValidString(name):
+		return errorf(ErrInvalidAppend, "%s %q is not valid UTF-8", what, name)
+	}
+	return nil
+}
+
+// Accepts reports whether a stream currently at version actual accepts an
+// append that expects v.
+func (v ExpectedVersion) Accepts(actual int64) bool {
+	return v == Any || int64(v) == actual
+}
+
+// NormalizeTime returns t in UTC truncated to microseconds, the precision
+// every backend stores.
+func NormalizeTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

@@ -1,0 +1,73 @@
+// Package storetest is the conformance suite for flux.EventStore
+// implementations, in the manner of testing/fstest.TestFS: a backend's own
+// test calls Run with a function that opens a fresh, empty store, and the
+// suite checks every promise of the storage contract — atomicity, expected
+// versions enforced by the database, commit-ordered gap-free positions,
+// filters, limits, streaming and closing.
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Harness{
+//			New: func(t *testing.T) flux.EventStore {
+//				s, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "flux.db"), nil)
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				t.Cleanup(func() { s.Close() })
+//				return s
+//			},
+//		})
+//	}
+//
+// New semantics of the contract are added here first, so every backend is
+// held to them.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/fluxcapacitor/flux"
+)
+
+// Harness describes the backend under test.
+type Harness struct {
+	// New returns a new, empty store, isolated from every other store it
+	// returned (its own file, schema or database), and registers its
+	// cleanup with t.Cleanup. Required.
+	New func(t *testing.T) flux.EventStore
+
+	// MaxEventSize is the payload limit of the stores New returns.
+	// Default: flux.DefaultMaxEventSize.
+	MaxEventSize int
+
+	// Short runs the concurrency cases with fewer rounds. Default false.
+	Short bool
+}
+
+func (h Harness) maxEventSize() int {
+	if h.MaxEventSize > 0 {
+		return h.MaxEventSize
+	}
+	return flux.DefaultMaxEventSize
+}
+
+// Run runs the whole suite against the backend described by h.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil {
+		t.Fatal("storetest: Harness.New is nil")
+	}
+	t.Run("append and read round trip", func(t *testing.T) { t.Parallel(); testRoundTrip(t, h) })
+	t.Run("expected version matrix", func(t *testing.T) { t.Parallel(); testExpectedVersionMatrix(t, h) })
+	t.Run("multi-stream append with one conflict writes nothing", func(t *testing.T) { t.Parallel(); testAtomicMultiStream(t, h) })
+	t.Run("invalid input is rejected before any I/O", func(t *testing.T) { t.Parallel(); testInvalidInput(t, h) })
+	t.Run("unicode and large payloads round trip", func(t *testing.T) { t.Parallel(); testUnicodeAndLarge(t, h) })
+	t.Run("read stream filters", func(t *testing.T) { t.Parallel(); testReadStreamFilters(t, h) })
+	t.Run("read all filters", func(t *testing.T) { t.Parallel(); testReadAllFilters(t, h) })
+	t.Run("cancelled context writes nothing", func(t *testing.T) { t.Parallel(); testCancelled(t, h) })
+	t.Run("failed commit writes nothing", func(t *testing.T) { t.Parallel(); testHookFailure(t, h) })
+	t.Run("breaking out of reads releases the cursor", func(t *testing.T) { t.Parallel(); testEarlyBreak(t, h) })
+	t.Run("16 goroutines race on one stream", func(t *testing.T) { t.Parallel(); testRace(t, h) })
+	t.Run("global log follows commit order under 8 writers", func(t *testing.T) { t.Parallel(); testGlobalLogOrder(t, h) })
+	t.Run("reader never skips a lower position that commits later", func(t *testing.T) { t.Parallel(); testHeldTransaction(t, h) })
+	t.Run("close twice and use after close", func(t *testing.T) { t.Parallel(); testClose(t, h) })
+}
