@@ -23,7 +23,7 @@ type Store struct {
 	writeSem chan struct{}
 
 	mu      sync.RWMutex
-	log     []flux.Record   // index = position-1
+	log     []flux.Record    // index = position-1
 	streams map[string][]int // stream ID -> log indexes in version order
 	closed  bool
 
