@@ -19,8 +19,13 @@ package flux
 //	}
 //
 // Events arrive as values of their registered types (never pointers).
+//
+// The other methods come from the embedded Root.
 type Aggregate interface {
 	Apply(event any)
+	ID() string
+	Version() int64
+	PendingEvents() []any
 	root() *Root
 }
 

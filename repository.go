@@ -380,3 +380,19 @@ func (r *Repository) filterNames(types []any, names []string) ([]string, error) 
 	}
 	return out, nil
 }
+
+// NewAggregate returns a new, empty aggregate of type A with its ID set,
+// built by the constructor registered for A.
+func NewAggregate[A Aggregate](reg *Registry, id string) (A, error) {
+	var zero A
+	def, err := reg.aggregateDefOf(reflect.TypeFor[A]())
+	if err != nil {
+		return zero, err
+	}
+	a, err := def.new()
+	if err != nil {
+		return zero, err
+	}
+	a.root().id = id
+	return a.(A), nil
+}

@@ -32,6 +32,8 @@ import (
 	"fmt"
 	"iter"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,9 +100,16 @@ type Store struct {
 	wdb  *sql.DB // one connection: every write transaction
 	rdb  *sql.DB // read-only connections
 
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // prepared read queries, by SQL text
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
+
+// maxCachedStmts bounds the prepared-statement cache: read queries have a
+// handful of shapes, but IN lists of varying length could make many.
+const maxCachedStmts = 64
 
 var _ flux.EventStore = (*Store)(nil)
 
@@ -113,6 +122,11 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	}
 	if path == "" {
 		return nil, errors.New("sqlitestore: path is empty; give a file name such as flux.db")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: sqlitestore: directory %s of %s does not exist; create it first", flux.ErrStoreUnavailable, dir, path)
+		}
 	}
 	wdb, err := sql.Open("sqlite", dsn(path, o, false))
 	if err != nil {
@@ -203,10 +217,43 @@ const timeLayout = "2006-01-02T15:04:05.000000Z"
 
 func formatTime(t time.Time) string { return flux.NormalizeTime(t).Format(timeLayout) }
 
+// parseTime parses exactly the fixed-width layout formatTime writes; any
+// other spelling is damage, not an alternative format.
 func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(timeLayout, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("occurred_on %q: %w", s, err)
+	const layoutLen = len(timeLayout)
+	bad := func() (time.Time, error) {
+		return time.Time{}, fmt.Errorf("occurred_on %q is not in the form %s", s, timeLayout)
+	}
+	if len(s) != layoutLen {
+		return bad()
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	if s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
+		return bad()
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	micro, ok7 := num(20, 26)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
+		return bad()
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC)
+	if t.Day() != day { // 31 February and friends
+		return bad()
 	}
 	return t, nil
 }
@@ -455,7 +502,12 @@ func (s *Store) query(ctx context.Context, query string, args []any) iter.Seq2[f
 			yield(flux.Record{}, flux.ErrStoreClosed)
 			return
 		}
-		rows, err := s.rdb.QueryContext(ctx, query, args...)
+		stmt, err := s.prepared(ctx, query)
+		if err != nil {
+			yield(flux.Record{}, s.readError(ctx, err))
+			return
+		}
+		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
 			yield(flux.Record{}, s.readError(ctx, err))
 			return
@@ -477,6 +529,28 @@ func (s *Store) query(ctx context.Context, query string, args []any) iter.Seq2[f
 	}
 }
 
+// prepared returns a prepared statement for query on the read pool,
+// preparing and caching it on first use.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil || len(s.stmts) >= maxCachedStmts {
+		for _, old := range s.stmts {
+			old.Close()
+		}
+		s.stmts = make(map[string]*sql.Stmt)
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
 func (s *Store) readError(ctx context.Context, err error) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
@@ -496,15 +570,23 @@ func scanRecord(rows *sql.Rows) (flux.Record, error) {
 		&r.Metadata.RequestID, &r.Metadata.CorrelationID, &r.Metadata.CausationID); err != nil {
 		return r, fmt.Errorf("sqlitestore: scan event: %w", err)
 	}
+	err := decodeColumns(&r, occurred, metadata.String)
+	return r, err
+}
+
+// decodeColumns parses the columns stored as text: the occurred-on time and
+// the extra metadata (empty for NULL). Damaged values give ErrCorruptEvent
+// naming the stream and version.
+func decodeColumns(r *flux.Record, occurred, metadata string) error {
 	t, err := parseTime(occurred)
 	if err != nil {
-		return r, fmt.Errorf("%w: sqlitestore: stream %q version %d: %v", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion, err)
+		return fmt.Errorf("%w: sqlitestore: stream %q version %d: %v", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion, err)
 	}
 	r.OccurredAt = t
-	if metadata.Valid && metadata.String != "" {
-		if err := json.Unmarshal([]byte(metadata.String), &r.Metadata.Extra); err != nil {
-			return r, fmt.Errorf("%w: sqlitestore: stream %q version %d: metadata is not a JSON object of strings", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion)
+	if metadata != "" {
+		if err := json.Unmarshal([]byte(metadata), &r.Metadata.Extra); err != nil {
+			return fmt.Errorf("%w: sqlitestore: stream %q version %d: metadata is not a JSON object of strings", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion)
 		}
 	}
-	return r, nil
+	return nil
 }

@@ -1,13 +1,22 @@
 package sqlitestore_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/sqlitestore"
+	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/storetest"
 )
+
+var ids uuid.Generator
 
 func openTemp(t testing.TB, opts *sqlitestore.Options) *sqlitestore.Store {
 	t.Helper()
@@ -23,4 +32,70 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) flux.EventStore { return openTemp(t, nil) },
 	})
+}
+
+// Two stores on one file behave like two processes: their writes wait for
+// each other through SQLite's busy timeout instead of failing.
+func TestTwoStoresOnOneFileNeverSeeBusy(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	var stores []*sqlitestore.Store
+	for i := 0; i < 2; i++ {
+		s, err := sqlitestore.Open(t.Context(), path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[w%2]
+			for i := 0; i < 25; i++ {
+				_, err := s.Append(context.Background(), flux.AppendRequest{Streams: []flux.StreamAppend{{
+					StreamID: fmt.Sprintf("w%d", w), AggregateType: "T", Expected: flux.ExpectedVersion(i),
+					Events: []flux.EventData{{EventID: ids.New(), EventName: "E", EventVersion: 1, Payload: []byte(`{}`), OccurredAt: time.Now()}},
+				}}})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("append: %v", err)
+	}
+	n := 0
+	for _, err := range stores[1].ReadAll(context.Background(), flux.ReadAllOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 16*25 {
+		t.Fatalf("log has %d events, want %d", n, 16*25)
+	}
+}
+
+func TestOpenReportsAMissingDirectory(t *testing.T) {
+	t.Parallel()
+	_, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "missing", "flux.db"), nil)
+	if !errors.Is(err, flux.ErrStoreUnavailable) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	_, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "flux.db"), &sqlitestore.Options{Synchronous: "SOMETIMES"})
+	if err == nil || !strings.Contains(err.Error(), "Synchronous") {
+		t.Fatalf("err = %v", err)
+	}
 }

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// Main is the flux program with its environment made explicit, so tests run
+// it in-process with their own clock, IDs and output.
+type Main struct {
+	Stdout, Stderr io.Writer
+	// Clock is the time source. Default: time.Now.
+	Clock func() time.Time
+	// NewID returns new aggregate IDs. Default: random UUIDs.
+	NewID func() string
+	// Getenv reads the environment. Default: os.Getenv.
+	Getenv func(string) string
+}
+
+// Run runs the flux command line args (without the program name) and
+// returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	m := &Main{Stdout: stdout, Stderr: stderr}
+	return m.Run(ctx, args)
+}
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, m *Main, args []string) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"demo": {"run the tour of FluxCapacitor on the embedded SQLite store", runDemo},
+	}
+}
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// Run runs one command line and returns the exit code.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	if m.Clock == nil {
+		m.Clock = time.Now
+	}
+	if m.Getenv == nil {
+		m.Getenv = os.Getenv
+	}
+	if m.Stdout == nil {
+		m.Stdout = io.Discard
+	}
+	if m.Stderr == nil {
+		m.Stderr = io.Discard
+	}
+	cmds := commands()
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		m.usage(m.Stdout, cmds)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(m.Stderr, "flux: unknown command %q; run 'flux help' for the list\n", args[0])
+		return exitUsage
+	}
+	err := cmd.run(ctx, m, args[1:])
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(m.Stderr, "flux %s: %s\n", args[0], oneLine(ue.msg))
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(m.Stderr, "flux %s: interrupted\n", args[0])
+		return exitError
+	default:
+		fmt.Fprintf(m.Stderr, "flux %s: %s\n", args[0], oneLine(err.Error()))
+		return exitError
+	}
+}
+
+func (m *Main) usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "flux operates, inspects and time-travels FluxCapacitor event stores.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: flux <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'flux <command> --help' for a command's flags and examples.")
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting and
+// prints its help with examples to stdout.
+func (m *Main) newFlagSet(name, synopsis, examples string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(m.Stdout, "Usage: flux %s\n\n%s\n\nFlags:\n", name, synopsis)
+		fs.SetOutput(m.Stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		if examples != "" {
+			fmt.Fprintf(m.Stdout, "\nExamples:\n%s\n", examples)
+		}
+	}
+	return fs
+}
+
+// parse parses args, turning flag errors into usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.ReplaceAll(s, "\n", "; ")
+}

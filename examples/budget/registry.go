@@ -1,0 +1,19 @@
+package budget
+
+import "github.com/fluxcapacitor/flux"
+
+// Definitions returns the domain's registry entries (the seed's
+// event_mappings.yaml): aggregate types, their events and versions.
+func Definitions() []flux.Definition {
+	return []flux.Definition{
+		flux.AggregateType("User", func() *User { return new(User) },
+			flux.EventType[UserSignedUp]("UserSignedUp", 1),
+			flux.EventType[UserFirstnameChanged]("UserFirstnameChanged", 1),
+			flux.EventType[UserLastnameChanged]("UserLastnameChanged", 1),
+			flux.EventType[UserDeleted]("UserDeleted", 1),
+		),
+	}
+}
+
+// NewRegistry returns the domain's registry.
+func NewRegistry() (*flux.Registry, error) { return flux.NewRegistry(Definitions()...) }
