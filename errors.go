@@ -3,6 +3,7 @@ package flux
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors. Every error FluxCapacitor returns that a caller may want to
@@ -60,6 +61,11 @@ var (
 	// then not known to the caller only if the error says so; backends roll
 	// back on connection loss, so a failed append wrote nothing. Retry later.
 	ErrStoreUnavailable = errors.New("flux: store unavailable")
+
+	// ErrDuplicateCommand is returned by EventStore.Append when its
+	// idempotency key is already recorded, as an *IdempotencyError carrying
+	// the first outcome. Nothing of the append was written.
+	ErrDuplicateCommand = errors.New("flux: duplicate command")
 
 	// ErrInvalidRegistry is returned by NewRegistry for conflicting or
 	// incomplete definitions: a name registered twice, a Go type registered
@@ -130,3 +136,17 @@ func (e *EventError) Unwrap() error { return e.Err }
 func errorf(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)
 }
+
+// IdempotencyError reports that a command with the same idempotency key
+// already ran. It matches ErrDuplicateCommand and carries the stored record.
+type IdempotencyError struct {
+	Record IdempotencyRecord
+}
+
+func (e *IdempotencyError) Error() string {
+	return fmt.Sprintf("flux: duplicate command: idempotency key %q was first used at %s; returning its first outcome",
+		e.Record.Key, e.Record.CreatedAt.UTC().Format(time.RFC3339))
+}
+
+// Is reports whether target is ErrDuplicateCommand.
+func (e *IdempotencyError) Is(target error) bool { return target == ErrDuplicateCommand }

@@ -27,7 +27,9 @@ import (
 //   - Positions in the global log are assigned in commit order: a reader of
 //     ReadAll that has seen position p will never later see a committed
 //     record with a position <= p. Readers may therefore resume from the
-//     last position they saw.
+//     last position they saw. Positions are dense — 1, 2, 3, ... — and a
+//     rolled-back append leaves no hole, so Head minus a reader's position
+//     is exactly the number of events it has yet to see.
 //   - Input is validated with ValidateAppend before any I/O.
 //   - Reads are streamed: the iterators hold one database cursor and never
 //     load a whole stream or log into memory. Stop early by breaking out
@@ -117,11 +119,131 @@ func (v ExpectedVersion) String() string {
 	}
 }
 
-// AppendRequest is one atomic write.
+// AppendRequest is one atomic write: events, snapshots and an idempotency
+// record commit together or not at all.
 type AppendRequest struct {
 	// Streams to append to, each with its own expected version. A stream
 	// may appear only once.
 	Streams []StreamAppend
+	// Snapshots to write in the same transaction. A snapshot replaces one
+	// of the same stream and version; after writing, only the newest Keep
+	// snapshots of its stream are kept (Keep 0 keeps all).
+	Snapshots []SnapshotWrite
+	// Idempotency, when set, records a command's idempotency key and
+	// outcome in the same transaction. If the key is already recorded the
+	// append writes nothing and fails with an *IdempotencyError (matching
+	// ErrDuplicateCommand) that carries the first outcome. An append may
+	// carry only an idempotency record, for commands that raise no events.
+	Idempotency *IdempotencyRecord
+}
+
+// Snapshot is an aggregate's state at one stream version.
+type Snapshot struct {
+	StreamID      string
+	AggregateType string
+	// Version is the stream version the state includes (>= 1).
+	Version int64
+	// SchemaVersion is the aggregate's snapshot schema version; loads
+	// ignore snapshots of another schema.
+	SchemaVersion int
+	// Data is the encoded state (JSON), personal data encrypted.
+	Data []byte
+	// CreatedAt is the occurred-at time of the snapshot's last event, so a
+	// load at time t may use the snapshot when CreatedAt <= t.
+	CreatedAt time.Time
+}
+
+// SnapshotWrite is a snapshot to write and how many of its stream's
+// snapshots to keep.
+type SnapshotWrite struct {
+	Snapshot
+	// Keep is how many of the stream's newest snapshots survive this write
+	// (0: all).
+	Keep int
+}
+
+// SnapshotQuery selects the snapshot a load may start from: the newest of
+// the given schema with Version <= MaxVersion and CreatedAt <= Until.
+type SnapshotQuery struct {
+	SchemaVersion int
+	// MaxVersion bounds the version; 0 means no bound.
+	MaxVersion int64
+	// Until bounds CreatedAt, inclusive; zero means no bound.
+	Until time.Time
+}
+
+// SnapshotInfo describes a stored snapshot without its data.
+type SnapshotInfo struct {
+	StreamID      string
+	AggregateType string
+	Version       int64
+	SchemaVersion int
+	Size          int
+	CreatedAt     time.Time
+}
+
+// SnapshotStore is the snapshot part of the storage contract; every
+// backend implements it (snapshots are written through Append).
+type SnapshotStore interface {
+	// LoadSnapshot returns the snapshot of streamID selected by q, and
+	// false when there is none.
+	LoadSnapshot(ctx context.Context, streamID string, q SnapshotQuery) (Snapshot, bool, error)
+	// ListSnapshots yields every stored snapshot, without data, by stream
+	// ID then version; aggregateType filters when not empty.
+	ListSnapshots(ctx context.Context, aggregateType string) iter.Seq2[SnapshotInfo, error]
+	// PruneSnapshots keeps the newest keep (>= 1) snapshots of every
+	// stream and deletes the rest, returning how many were deleted.
+	PruneSnapshots(ctx context.Context, keep int) (int64, error)
+	// DeleteSnapshots deletes every snapshot of streamID, or of every
+	// stream when streamID is empty, returning how many were deleted.
+	DeleteSnapshots(ctx context.Context, streamID string) (int64, error)
+}
+
+// IdempotencyRecord is a command's idempotency key and the outcome of its
+// first execution, as stored.
+type IdempotencyRecord struct {
+	// Key identifies the command execution (at most MaxNameLength bytes).
+	Key string
+	// Result is the encoded outcome returned to later duplicates.
+	Result []byte
+	// CreatedAt is when the first execution committed.
+	CreatedAt time.Time
+}
+
+// IdempotencyStore is the idempotency part of the storage contract;
+// records are written through Append.
+type IdempotencyStore interface {
+	// LookupIdempotency returns the record for key, and false when the key
+	// was never recorded.
+	LookupIdempotency(ctx context.Context, key string) (IdempotencyRecord, bool, error)
+}
+
+// StreamInfo summarises one stream.
+type StreamInfo struct {
+	StreamID      string
+	AggregateType string
+	Version       int64
+	FirstEventAt  time.Time
+	LastEventAt   time.Time
+}
+
+// ListStreamsOptions filter Inspector.ListStreams.
+type ListStreamsOptions struct {
+	// AggregateType keeps only streams of this type when not empty.
+	AggregateType string
+	// After returns streams whose ID sorts after this one (paging).
+	After string
+	// Limit caps the number of streams; 0 means no limit.
+	Limit int
+}
+
+// Inspector lets tools look at a store as a whole; every backend
+// implements it.
+type Inspector interface {
+	// ListStreams yields streams ordered by stream ID.
+	ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[StreamInfo, error]
+	// Head returns the highest position in the global log (0 when empty).
+	Head(ctx context.Context) (int64, error)
 }
 
 // StreamAppend is the part of an append that goes to one stream.
@@ -223,6 +345,38 @@ func ValidateStreamID(id string) error {
 func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 	if maxEventSize <= 0 {
 		maxEventSize = DefaultMaxEventSize
+	}
+	if len(req.Streams) == 0 && req.Idempotency == nil && len(req.Snapshots) == 0 {
+		return errorf(ErrInvalidAppend, "nothing to append")
+	}
+	if k := req.Idempotency; k != nil {
+		if err := validateName("idempotency key", k.Key); err != nil {
+			return err
+		}
+		if k.CreatedAt.IsZero() {
+			return errorf(ErrInvalidAppend, "idempotency key %q: created-at time is zero", k.Key)
+		}
+	}
+	for i := range req.Snapshots {
+		sn := &req.Snapshots[i]
+		if err := ValidateStreamID(sn.StreamID); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		if err := validateName("aggregate type", sn.AggregateType); err != nil {
+			return fmt.Errorf("snapshot of stream %q: %w", sn.StreamID, err)
+		}
+		switch {
+		case sn.Version < 1:
+			return errorf(ErrInvalidAppend, "snapshot of stream %q: version %d, want >= 1", sn.StreamID, sn.Version)
+		case sn.SchemaVersion < 1:
+			return errorf(ErrInvalidAppend, "snapshot of stream %q: schema version %d, want >= 1", sn.StreamID, sn.SchemaVersion)
+		case sn.Keep < 0:
+			return errorf(ErrInvalidAppend, "snapshot of stream %q: keep %d, want >= 0", sn.StreamID, sn.Keep)
+		case sn.CreatedAt.IsZero():
+			return errorf(ErrInvalidAppend, "snapshot of stream %q: created-at time is zero", sn.StreamID)
+		case !json.Valid(sn.Data):
+			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data is not valid JSON", sn.StreamID, sn.Version)
+		}
 	}
 	seen := make(map[string]struct{}, len(req.Streams))
 	for i := range req.Streams {

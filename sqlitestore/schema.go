@@ -27,4 +27,44 @@ var migrations = []string{
 	CREATE INDEX IF NOT EXISTS idx_events_aggregate_id ON events (aggregate_id);
 	CREATE INDEX IF NOT EXISTS idx_events_occurred_on ON events (occurred_on);
 	CREATE INDEX IF NOT EXISTS idx_events_correlation_id ON events (correlation_id);`,
+	// 2: snapshots (the PHP library's aggregate_snapshots plus the
+	// snapshot schema version), data keys (its encryption_keys),
+	// tombstones of forgotten subjects, idempotency keys and projection
+	// checkpoints.
+	`CREATE TABLE IF NOT EXISTS aggregate_snapshots (
+		id             INTEGER PRIMARY KEY,
+		aggregate_id   TEXT    NOT NULL,
+		aggregate_type TEXT    NOT NULL,
+		version        INTEGER NOT NULL,
+		schema_version INTEGER NOT NULL DEFAULT 1,
+		data           TEXT    NOT NULL,  -- JSON, personal data encrypted
+		created_at     TEXT    NOT NULL,  -- occurred-at of the snapshot's last event
+		CONSTRAINT unique_snapshot_aggregate_version UNIQUE (aggregate_id, version)
+	);
+	CREATE INDEX IF NOT EXISTS idx_snapshots_aggregate_id ON aggregate_snapshots (aggregate_id);
+	CREATE INDEX IF NOT EXISTS idx_snapshots_aggregate_version ON aggregate_snapshots (aggregate_id, version DESC);
+	CREATE TABLE IF NOT EXISTS encryption_keys (
+		id             INTEGER PRIMARY KEY,
+		user_id        TEXT NOT NULL,
+		encryption_key TEXT NOT NULL,      -- wrapped by the key-encryption key, never in clear
+		created_at     TEXT NOT NULL,
+		updated_at     TEXT NOT NULL,
+		CONSTRAINT unique_user_id UNIQUE (user_id)
+	);
+	CREATE TABLE IF NOT EXISTS forgotten_subjects (
+		user_id      TEXT PRIMARY KEY,
+		forgotten_at TEXT NOT NULL,
+		forgotten_by TEXT NOT NULL DEFAULT '',
+		reason       TEXT NOT NULL DEFAULT ''
+	);
+	CREATE TABLE IF NOT EXISTS idempotency_keys (
+		idempotency_key TEXT PRIMARY KEY,
+		result          BLOB NOT NULL,
+		created_at      TEXT NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS projection_checkpoints (
+		name       TEXT PRIMARY KEY,
+		position   INTEGER NOT NULL,
+		updated_at TEXT NOT NULL
+	);`,
 }

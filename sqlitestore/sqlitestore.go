@@ -281,6 +281,11 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	}
 	defer tx.Rollback()
 
+	if req.Idempotency != nil {
+		if err := s.writeIdempotency(ctx, tx, req.Idempotency); err != nil {
+			return flux.AppendResult{}, err
+		}
+	}
 	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
 	for i := range req.Streams {
 		st := &req.Streams[i]
@@ -320,6 +325,11 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 			}
 		}
 		res.Versions[i] = base + int64(len(st.Events))
+	}
+	for i := range req.Snapshots {
+		if err := s.writeSnapshot(ctx, tx, &req.Snapshots[i]); err != nil {
+			return flux.AppendResult{}, err
+		}
 	}
 	if err := txhook.BeforeCommit(ctx); err != nil {
 		return flux.AppendResult{}, err
@@ -552,6 +562,9 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 func (s *Store) readError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
