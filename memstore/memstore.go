@@ -15,6 +15,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/internal/wake"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 )
@@ -37,6 +38,8 @@ type Store struct {
 	checkpoints map[string]projection.Checkpoint
 	closed      bool
 
+	appended wake.Broadcaster
+
 	maxEventSize int
 }
 
@@ -47,7 +50,13 @@ var (
 	_ flux.Inspector             = (*Store)(nil)
 	_ pii.KeyStore               = (*Store)(nil)
 	_ projection.CheckpointStore = (*Store)(nil)
+	_ projection.Waker           = (*Store)(nil)
 )
+
+// Wake implements projection.Waker.
+func (s *Store) Wake(ctx context.Context) (<-chan struct{}, error) {
+	return s.appended.Subscribe(ctx), nil
+}
 
 // Options configure a Store. The zero value is fine.
 type Options struct {
@@ -162,6 +171,7 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	if k := req.Idempotency; k != nil {
 		s.idempotency[k.Key] = flux.IdempotencyRecord{Key: k.Key, Result: slices.Clone(k.Result), CreatedAt: flux.NormalizeTime(k.CreatedAt)}
 	}
+	s.appended.Signal()
 	return res, nil
 }
 

@@ -42,6 +42,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/internal/wake"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -99,6 +100,8 @@ type Store struct {
 	opts Options
 	wdb  *sql.DB // one connection: every write transaction
 	rdb  *sql.DB // read-only connections
+
+	appended wake.Broadcaster // signalled after every committed append
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared read queries, by SQL text
@@ -166,6 +169,10 @@ func dsn(path string, o Options, readOnly bool) string {
 	}
 	return "file:" + path + "?" + q.Encode()
 }
+
+// DB returns a read-only pool on the database, for read models that live
+// beside the events (see ProjectTx). Do not close it.
+func (s *Store) DB() *sql.DB { return s.rdb }
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
@@ -337,6 +344,7 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	if err := tx.Commit(); err != nil {
 		return flux.AppendResult{}, s.appendError(ctx, err)
 	}
+	s.appended.Signal()
 	return res, nil
 }
 

@@ -2,6 +2,7 @@ package sqlitestore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/sqlitestore"
 	"github.com/fluxcapacitor/flux/storetest"
 )
@@ -97,5 +99,47 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	_, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "flux.db"), &sqlitestore.Options{Synchronous: "SOMETIMES"})
 	if err == nil || !strings.Contains(err.Error(), "Synchronous") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestProjectTx(t *testing.T) {
+	storetest.RunProjectTx(t, storetest.TxHarness[*sql.Tx]{
+		New: func(t *testing.T) (projection.TxStore[*sql.Tx], projection.CheckpointStore) {
+			s := openTemp(t, nil)
+			return s, s
+		},
+		Increment: func(ctx context.Context, tx *sql.Tx, key string) error {
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS counters (k TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO counters (k, n) VALUES (?, 1) ON CONFLICT (k) DO UPDATE SET n = n + 1`, key)
+			return err
+		},
+		Count: func(ctx context.Context, t *testing.T, store projection.TxStore[*sql.Tx], key string) int {
+			var n int
+			err := store.(*sqlitestore.Store).DB().QueryRowContext(ctx, `SELECT n FROM counters WHERE k = ?`, key).Scan(&n)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				t.Fatal(err)
+			}
+			return n
+		},
+	})
+}
+
+func TestWakeSignalsAfterAppend(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t, nil)
+	ch, err := s.Wake(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(t.Context(), flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "s", AggregateType: "T", Expected: flux.NoStream,
+		Events: []flux.EventData{{EventID: ids.New(), EventName: "E", EventVersion: 1, Payload: []byte(`{}`), OccurredAt: time.Now()}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake-up after an append")
 	}
 }
