@@ -40,6 +40,10 @@ type Root struct {
 	version int64
 	pending []any
 	loaded  LoadInfo
+	// snapshotVersion is the version of the newest snapshot known to exist
+	// (loaded from or written by a save): the next one is due Every events
+	// after it.
+	snapshotVersion int64
 }
 
 func (r *Root) root() *Root { return r }
@@ -77,6 +81,10 @@ type LoadInfo struct {
 	// SnapshotVersion is the version of the snapshot the load started
 	// from, 0 when none was used.
 	SnapshotVersion int64
+	// SnapshotRejected is set when a snapshot was found but could not be
+	// restored (RestoreSnapshot failed); the load then replayed every
+	// event, and the next save writes a fresh snapshot.
+	SnapshotRejected bool
 }
 
 // Raise applies event to the aggregate at once and records it as pending,

@@ -53,6 +53,10 @@ var (
 	// version and event.
 	ErrCorruptEvent = errors.New("flux: corrupt event")
 
+	// ErrUpcast is returned, inside an *EventError naming the stream,
+	// version and event, when an upcaster fails on a stored event.
+	ErrUpcast = errors.New("flux: upcast failed")
+
 	// ErrStoreClosed is returned by every store method called after Close.
 	ErrStoreClosed = errors.New("flux: store closed")
 

@@ -18,17 +18,22 @@ import (
 // Build one with NewRegistry when the application starts; there is no
 // global registry. A Registry is immutable and safe for concurrent use.
 type Registry struct {
-	aggregates map[string]*aggregateDef
-	aggByType  map[reflect.Type]*aggregateDef
-	events     map[string]*eventDef // by current stored name
-	evByType   map[reflect.Type]*eventDef
+	aggregates  map[string]*aggregateDef
+	aggByType   map[reflect.Type]*aggregateDef
+	events      map[string]*eventDef // by current stored name
+	evByType    map[reflect.Type]*eventDef
+	upcasts     map[nameVersion]*upcastChain
+	storedNames map[string][]string // current name -> older stored names
 }
 
 type aggregateDef struct {
-	name   string
-	typ    reflect.Type
-	newFn  func() Aggregate
-	events []*eventDef
+	name     string
+	typ      reflect.Type
+	newFn    func() Aggregate
+	events   []*eventDef
+	snapshot *SnapshotPolicy // nil: no snapshots
+	// snapshotSet records that a Snapshots option configured the policy.
+	snapshotSet bool
 }
 
 type eventDef struct {
@@ -64,8 +69,10 @@ func NewRegistry(defs ...Definition) (*Registry, error) {
 	b := &registryBuilder{reg: &Registry{
 		aggregates: make(map[string]*aggregateDef),
 		aggByType:  make(map[reflect.Type]*aggregateDef),
-		events:     make(map[string]*eventDef),
-		evByType:   make(map[reflect.Type]*eventDef),
+		events:      make(map[string]*eventDef),
+		evByType:    make(map[reflect.Type]*eventDef),
+		upcasts:     make(map[nameVersion]*upcastChain),
+		storedNames: make(map[string][]string),
 	}}
 	for _, d := range defs {
 		if d == nil {
@@ -74,6 +81,7 @@ func NewRegistry(defs ...Definition) (*Registry, error) {
 		}
 		d.define(b)
 	}
+	b.checkStoredKeys()
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}
@@ -127,6 +135,10 @@ func (d *aggregateDefinition) define(b *registryBuilder) {
 		}
 		o.applyAggregate(b, a)
 	}
+	if !a.snapshotSet && a.typ.Implements(reflect.TypeFor[Snapshotter]()) {
+		p := SnapshotPolicy{}.withDefaults()
+		a.snapshot = &p
+	}
 }
 
 // AggregateType defines an aggregate type stored under name, built by newFn
@@ -149,9 +161,10 @@ func AggregateType[A Aggregate](name string, newFn func() A, opts ...AggregateOp
 // EventType defines an event owned by the aggregate type it is passed to:
 // Go type E (a struct, raised and applied by value) is stored under name
 // with schema version version (>= 1). Payloads are JSON; use json struct
-// tags to fix field names.
-func EventType[E any](name string, version int) AggregateOption {
-	return &eventDefinition{
+// tags to fix field names. Options add upcasters for older versions
+// (Upcast, UpcastRenamed).
+func EventType[E any](name string, version int, opts ...EventOption) AggregateOption {
+	d := &eventDefinition{
 		name:    name,
 		version: version,
 		typ:     reflect.TypeFor[E](),
@@ -163,6 +176,12 @@ func EventType[E any](name string, version int) AggregateOption {
 			return e, nil
 		},
 	}
+	for _, o := range opts {
+		if o != nil {
+			o.applyEvent(d)
+		}
+	}
+	return d
 }
 
 type eventDefinition struct {
@@ -170,6 +189,7 @@ type eventDefinition struct {
 	version int
 	typ     reflect.Type
 	decode  func([]byte) (any, error)
+	steps   []upcastStep
 }
 
 func (d *eventDefinition) applyAggregate(b *registryBuilder, a *aggregateDef) {
@@ -197,6 +217,7 @@ func (d *eventDefinition) applyAggregate(b *registryBuilder, a *aggregateDef) {
 	b.reg.events[d.name] = e
 	b.reg.evByType[d.typ] = e
 	a.events = append(a.events, e)
+	b.buildUpcasts(e, d.steps)
 }
 
 // EventName returns the stored name and schema version of event, which must
@@ -298,15 +319,19 @@ func (r *Registry) aggregateDefOf(t reflect.Type) (*aggregateDef, error) {
 // Decode turns a stored record's payload into a value of its registered
 // event type. Errors are *EventError values naming the stream, version and
 // event, matching ErrUnknownEvent or ErrCorruptEvent.
+//
+// Older versions are upcast first; the record itself is not modified.
 func (r *Registry) Decode(rec *Record) (any, error) {
-	d, ok := r.events[rec.EventName]
-	if !ok {
-		return nil, eventError(rec, errorf(ErrUnknownEvent, "no event type is registered under this name"))
+	d, payload, err := r.resolve(rec)
+	if err != nil {
+		return nil, err
 	}
-	if d.version != rec.EventVersion {
-		return nil, eventError(rec, errorf(ErrUnknownEvent, "stored schema version %d, registered version %d, and no upcaster", rec.EventVersion, d.version))
-	}
-	ev, err := d.decode(rec.Payload)
+	return d.decodeRecord(rec, payload)
+}
+
+// decodeRecord decodes payload (rec's payload in d's current shape).
+func (d *eventDef) decodeRecord(rec *Record, payload []byte) (any, error) {
+	ev, err := d.decode(payload)
 	if err != nil {
 		return nil, eventError(rec, fmt.Errorf("%w: decode into %v: %v", ErrCorruptEvent, d.typ, jsonErrorWithoutValue(err)))
 	}

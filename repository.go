@@ -58,9 +58,10 @@ func (c Config) validate() error {
 // Repository saves aggregates as events and rebuilds them from events. It
 // is safe for concurrent use; the aggregates it returns are not.
 type Repository struct {
-	store EventStore
-	reg   *Registry
-	cfg   Config
+	store     EventStore
+	snapshots SnapshotStore // nil when the store has none
+	reg       *Registry
+	cfg       Config
 }
 
 // NewRepository returns a repository over cfg.Store.
@@ -69,7 +70,16 @@ func NewRepository(cfg Config) (*Repository, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Repository{store: cfg.Store, reg: cfg.Registry, cfg: cfg}, nil
+	r := &Repository{store: cfg.Store, reg: cfg.Registry, cfg: cfg}
+	r.snapshots, _ = cfg.Store.(SnapshotStore)
+	if r.snapshots == nil {
+		for _, name := range cfg.Registry.AggregateTypes() {
+			if _, ok := cfg.Registry.SnapshotPolicyOf(name); ok {
+				return nil, fmt.Errorf("flux: aggregate %q takes snapshots but store %T does not implement flux.SnapshotStore; disable them with flux.Snapshots(flux.SnapshotPolicy{Disabled: true})", name, cfg.Store)
+			}
+		}
+	}
+	return r, nil
 }
 
 // Store returns the repository's event store.
@@ -100,6 +110,13 @@ func (r *Repository) Save(ctx context.Context, aggs ...Aggregate) error {
 	}
 	for _, root := range roots {
 		root.markSaved()
+	}
+	for _, w := range req.Snapshots {
+		for _, root := range roots {
+			if root.id == w.StreamID {
+				root.snapshotVersion = w.Version
+			}
+		}
 	}
 	return nil
 }
@@ -165,8 +182,31 @@ func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendReque
 		}
 		req.Streams = append(req.Streams, s)
 		roots = append(roots, root)
+		if p := def.snapshot; p != nil && root.version-root.snapshotVersion >= int64(p.Every) {
+			w, err := r.snapshotOf(ctx, def, a, now)
+			if err != nil {
+				return req, nil, err
+			}
+			req.Snapshots = append(req.Snapshots, w)
+		}
 	}
 	return req, roots, nil
+}
+
+// snapshotOf encodes the aggregate's state as a snapshot at its version.
+func (r *Repository) snapshotOf(ctx context.Context, def *aggregateDef, a Aggregate, now time.Time) (SnapshotWrite, error) {
+	root := a.root()
+	data, err := json.Marshal(a.(Snapshotter).SnapshotState())
+	if err != nil {
+		return SnapshotWrite{}, fmt.Errorf("save %s %q: encode snapshot at version %d: %w", def.name, root.id, root.version, err)
+	}
+	return SnapshotWrite{
+		Snapshot: Snapshot{
+			StreamID: root.id, AggregateType: def.name, Version: root.version,
+			SchemaVersion: def.snapshot.Schema, Data: data, CreatedAt: now,
+		},
+		Keep: def.snapshot.Keep,
+	}, nil
 }
 
 // LoadOptions select which state of an aggregate a load rebuilds. The zero
@@ -242,8 +282,24 @@ func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opt
 	}
 	root := a.root()
 	root.id = id
-	read := ReadStreamOptions{ToVersion: opts.Version}
-	replayed := 0
+	var info LoadInfo
+	if def.snapshot != nil && r.snapshots != nil {
+		restored, rejected, err := r.restoreSnapshot(ctx, def, a, opts)
+		if err != nil {
+			return nil, err
+		}
+		if rejected {
+			info.SnapshotRejected = true
+			if a, err = def.new(); err != nil {
+				return nil, err
+			}
+			root = a.root()
+			root.id = id
+		} else if restored {
+			info.SnapshotVersion = root.version
+		}
+	}
+	read := ReadStreamOptions{FromVersion: root.version + 1, ToVersion: opts.Version}
 	for rec, err := range r.store.ReadStream(ctx, id, read) {
 		if err != nil {
 			return nil, fmt.Errorf("load %s %q: %w", def.name, id, err)
@@ -263,13 +319,46 @@ func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opt
 		}
 		a.Apply(ev)
 		root.version = rec.StreamVersion
-		replayed++
+		info.EventsReplayed++
 	}
 	if root.version == 0 {
 		return nil, notFound(def.name, id, opts)
 	}
-	root.loaded = LoadInfo{EventsReplayed: replayed}
+	if opts.Version > 0 && root.version < opts.Version {
+		return nil, errorf(ErrAggregateNotFound, "%s %q has %d events, no version %d", def.name, id, root.version, opts.Version)
+	}
+	root.loaded = info
+	root.snapshotVersion = info.SnapshotVersion
 	return a, nil
+}
+
+// restoreSnapshot restores a from the newest snapshot usable for opts. It
+// reports whether one was restored, and whether one was found but could
+// not be restored (a is then in an unknown state and must be rebuilt).
+func (r *Repository) restoreSnapshot(ctx context.Context, def *aggregateDef, a Aggregate, opts LoadOptions) (restored, rejected bool, err error) {
+	root := a.root()
+	sn, ok, err := r.snapshots.LoadSnapshot(ctx, root.id, SnapshotQuery{
+		SchemaVersion: def.snapshot.Schema, MaxVersion: opts.Version, Until: opts.At,
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("load %s %q: snapshot: %w", def.name, root.id, err)
+	}
+	if !ok {
+		return false, false, nil
+	}
+	if sn.AggregateType != def.name {
+		return false, false, errorf(ErrAggregateTypeMismatch, "stream %q has a snapshot of aggregate type %s, not %s", root.id, sn.AggregateType, def.name)
+	}
+	decode := func(v any) error { return json.Unmarshal(sn.Data, v) }
+	if err := a.(Snapshotter).RestoreSnapshot(decode); err != nil {
+		// A snapshot is a cache: fall back to replaying every event.
+		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "flux: snapshot not restored; replaying all events",
+			slog.String("aggregate_type", def.name), slog.String("stream", root.id),
+			slog.Int64("snapshot_version", sn.Version), slog.String("error", err.Error()))
+		return false, true, nil
+	}
+	root.version = sn.Version
+	return true, false, nil
 }
 
 func notFound(aggType, id string, opts LoadOptions) error {
@@ -281,18 +370,36 @@ func notFound(aggType, id string, opts LoadOptions) error {
 	}
 }
 
-// decode runs the read pipeline for one record: decode into the registered
-// Go type.
+// decode runs the read pipeline for one record: upcast to the current
+// version, then decode into the registered Go type.
 func (r *Repository) decode(ctx context.Context, rec *Record) (any, error) {
-	return r.reg.Decode(rec)
+	ev, _, err := r.decodeEvent(ctx, rec)
+	return ev, err
+}
+
+func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (any, *eventDef, error) {
+	d, payload, err := r.reg.resolve(rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := d.decodeRecord(rec, payload)
+	return ev, d, err
 }
 
 // Envelope is a stored event decoded into its Go type, with the record it
 // was read from.
 type Envelope struct {
+	// Record is the event as stored: its payload is the stored JSON
+	// (personal data encrypted), its EventName and EventVersion those it
+	// was written with.
 	Record
-	// Event is a value of the event's registered Go type.
+	// Event is a value of the event's registered Go type, upcast to the
+	// current version.
 	Event any
+	// Name and Version are Event's registered name and schema version;
+	// they differ from Record's after an upcast or rename.
+	Name    string
+	Version int
 }
 
 // EventsOptions filter Repository.Events. The zero value reads the whole
@@ -336,9 +443,19 @@ func (r *Repository) Events(ctx context.Context, streamID string, opts *EventsOp
 }
 
 // AllEvents streams the decoded global log in commit order, filtered by
-// opts: the input of projections and tools.
+// opts: the input of projections and tools. opts.EventNames are registered
+// (current) names; events stored under older names of those events are
+// included and upcast.
 func (r *Repository) AllEvents(ctx context.Context, opts ReadAllOptions) iter.Seq2[Envelope, error] {
 	return func(yield func(Envelope, error) bool) {
+		if len(opts.EventNames) > 0 {
+			names, err := r.filterNames(nil, opts.EventNames)
+			if err != nil {
+				yield(Envelope{}, err)
+				return
+			}
+			opts.EventNames = names
+		}
 		r.decodeAll(ctx, r.store.ReadAll(ctx, opts), yield)
 	}
 }
@@ -349,12 +466,12 @@ func (r *Repository) decodeAll(ctx context.Context, records iter.Seq2[Record, er
 			yield(Envelope{}, err)
 			return
 		}
-		ev, err := r.decode(ctx, &rec)
+		ev, d, err := r.decodeEvent(ctx, &rec)
 		if err != nil {
 			yield(Envelope{}, err)
 			return
 		}
-		if !yield(Envelope{Record: rec, Event: ev}, nil) {
+		if !yield(Envelope{Record: rec, Event: ev, Name: d.name, Version: d.version}, nil) {
 			return
 		}
 	}
@@ -370,13 +487,13 @@ func (r *Repository) filterNames(types []any, names []string) ([]string, error) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, d.name)
+		out = append(out, r.reg.StoredNames(d.name)...)
 	}
 	for _, n := range names {
 		if _, ok := r.reg.events[n]; !ok {
 			return nil, errorf(ErrUnknownEvent, "event name %q is not registered", n)
 		}
-		out = append(out, n)
+		out = append(out, r.reg.StoredNames(n)...)
 	}
 	return out, nil
 }

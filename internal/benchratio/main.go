@@ -1,8 +1,9 @@
 // Command benchratio reads `go test -bench` output on stdin and prints, for
-// every benchmark that has a "raw" sub-benchmark beside others (flux,
-// flux-snapshots, ...), the median ns/op of each and its throughput ratio to
-// raw (raw ns/op ÷ its ns/op: 1.0 is as fast as the raw driver, 0.8 is 80%
-// of its throughput). Run benchmarks with -count >= 5 on a noisy machine.
+// every benchmark that has a baseline sub-benchmark ("raw", or "baseline")
+// beside others (flux, flux-snapshots, ...), the median ns/op of each and
+// its throughput ratio to the baseline (baseline ns/op ÷ its ns/op: 1.0 is
+// as fast as the raw driver, 0.8 is 80% of its throughput, 0.5 takes twice
+// the time). Run benchmarks with -count >= 5 on a noisy machine.
 //
 //	go test -run '^$' -bench . -count 6 ./sqlitestore | go run ./internal/benchratio
 package main
@@ -71,13 +72,15 @@ func run(in io.Reader, out io.Writer) error {
 	for _, g := range groupOrder {
 		raw, ok := samples[g+"/raw"]
 		if !ok {
-			continue
+			if raw, ok = samples[g+"/baseline"]; !ok {
+				continue
+			}
 		}
 		rawMed := median(raw)
 		for _, v := range groups[g] {
 			s := samples[g+"/"+v]
 			med := median(s)
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2fx\t\n", g, v, len(s), med, rawMed/med)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%sx\t\n", g, v, len(s), med, ratio(rawMed/med))
 		}
 	}
 	return tw.Flush()
@@ -91,4 +94,12 @@ func median(xs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// ratio prints two decimals, or three significant digits for small ratios.
+func ratio(r float64) string {
+	if r < 0.1 {
+		return strconv.FormatFloat(r, 'g', 3, 64)
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64)
 }

@@ -1,0 +1,121 @@
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/projection"
+)
+
+var (
+	_ projection.TxStore[*sql.Tx] = (*Store)(nil)
+	_ projection.Waker            = (*Store)(nil)
+)
+
+// errMoved marks a checkpoint found elsewhere than from.
+type errMoved struct {
+	name string
+	from int64
+}
+
+func (e errMoved) Error() string {
+	return fmt.Sprintf("%v: projection %q is no longer at position %d", projection.ErrCheckpointMoved, e.name, e.from)
+}
+
+func (e errMoved) Is(target error) bool { return target == projection.ErrCheckpointMoved }
+
+// ProjectTx implements projection.TxStore: fn writes the read model in the
+// same transaction that moves the checkpoint, so a projection whose read
+// model lives in this database applies every event exactly once.
+//
+// The checkpoint row is locked first (SELECT ... FOR UPDATE), so of
+// several runners starting from the same position one moves it and the
+// others, once it commits, find it moved (projection.ErrCheckpointMoved)
+// before fn runs. A first checkpoint is inserted; runners racing to insert
+// it may deadlock on InnoDB's gap locks, and the victims start over (fn
+// has not run yet) and then find it moved.
+//
+// fn must not run DDL (CREATE TABLE ...): MySQL commits the transaction
+// implicitly before DDL. Create read-model tables beforehand.
+func (s *Store) ProjectTx(ctx context.Context, from int64, cp projection.Checkpoint, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.closed.Load() {
+		return flux.ErrStoreClosed
+	}
+	if err := checkName("checkpoint name", cp.Name); err != nil {
+		return err
+	}
+	op := "project " + quote(cp.Name)
+	for attempt := 0; ; attempt++ {
+		retry, err := s.projectOnce(ctx, from, cp, fn)
+		if !retry {
+			return err
+		}
+		if attempt < s.opts.DeadlockRetries && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "mysqlstore: deadlock victim; retrying", "op", op, "attempt", attempt+1, "err", err)
+			continue
+		}
+		return s.writeError(ctx, op, err)
+	}
+}
+
+// projectOnce runs one attempt of ProjectTx. retry reports a deadlock
+// before fn ran; errors other than fn's are already interpreted.
+func (s *Store) projectOnce(ctx context.Context, from int64, cp projection.Checkpoint, fn func(ctx context.Context, tx *sql.Tx) error) (retry bool, err error) {
+	op := "project " + quote(cp.Name)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, s.writeError(ctx, op, err)
+	}
+	defer tx.Rollback()
+	if err := moveCheckpoint(ctx, tx, from, cp); err != nil {
+		var moved errMoved
+		if errors.As(err, &moved) {
+			return false, moved
+		}
+		if retryable(err) {
+			return true, err
+		}
+		return false, s.writeError(ctx, op, err)
+	}
+	if err := fn(ctx, tx); err != nil {
+		return false, err
+	}
+	return false, s.writeError(ctx, op, tx.Commit())
+}
+
+func moveCheckpoint(ctx context.Context, tx *sql.Tx, from int64, cp projection.Checkpoint) error {
+	var at int64
+	err := tx.QueryRowContext(ctx, `SELECT position FROM projection_checkpoints WHERE name = ? FOR UPDATE`, cp.Name).Scan(&at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if from != 0 {
+			return errMoved{cp.Name, from}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)`,
+			cp.Name, cp.Position, formatTime(cp.UpdatedAt))
+		if mysqlErrno(err) == erDupEntry { // another runner created it first
+			return errMoved{cp.Name, from}
+		}
+		return err
+	case err != nil:
+		return err
+	case at != from:
+		return errMoved{cp.Name, from}
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = ?, updated_at = ? WHERE name = ?`,
+		cp.Position, formatTime(cp.UpdatedAt), cp.Name)
+	return err
+}
+
+// Wake implements projection.Waker for subscriptions in this process: the
+// channel receives a value after appends through this Store commit.
+// Appends by other processes are found by polling.
+func (s *Store) Wake(ctx context.Context) (<-chan struct{}, error) {
+	if s.closed.Load() {
+		return nil, flux.ErrStoreClosed
+	}
+	return s.appended.Subscribe(ctx), nil
+}

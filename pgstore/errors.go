@@ -1,0 +1,122 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/fluxcapacitor/flux"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+)
+
+// SQLSTATE codes the store acts on.
+const (
+	uniqueViolation = "23505"
+	queryCanceled   = "57014"
+	undefinedTable  = "42P01"
+)
+
+// What became of a failed write, as the error message states it.
+const (
+	nothingCommitted = "nothing was committed"
+	outcomeUnknown   = "the outcome is unknown: the connection broke after COMMIT was sent, so the transaction may have been committed; check before retrying"
+	// appendOutcomeUnknown is outcomeUnknown for an append.
+	appendOutcomeUnknown = "the outcome is unknown: the connection broke after COMMIT was sent, so the append may have been committed; read its streams (event IDs are unique) before retrying"
+)
+
+// fail is how every method reports an error of the database: the store's
+// closed state first, then interpretError. For a write, outcome says what
+// became of it (nothingCommitted or outcomeUnknown); reads pass "".
+func (s *Store) fail(ctx context.Context, op string, err error, outcome string) error {
+	if err == nil {
+		return nil
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("pgstore: %s: %w", op, flux.ErrStoreClosed)
+	}
+	var pgErr *pgconn.PgError
+	if s.ownPool && errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "57P") {
+		// The server announced a shutdown: every idle connection of the
+		// pool is dead too, so drop them and let the next operation dial.
+		s.pool.Reset()
+	}
+	return interpretError(ctx, op, err, outcome)
+}
+
+// interpretError is the one place that translates driver errors into what
+// callers see:
+//
+//   - a done context (pgx cancels the statement, PostgreSQL answers 57014
+//     query_canceled, or the connection is dropped) gives an error matching
+//     ctx.Err(): context.Canceled or context.DeadlineExceeded;
+//   - a lost connection (server shutdown 57P01-57P03, class 08, EOF, reset,
+//     network errors, pgconn.SafeToRetry) or an unreachable server gives an
+//     error matching flux.ErrStoreUnavailable that says so;
+//   - a pool closed under the store gives flux.ErrStoreClosed.
+//
+// Conflicts and duplicate keys (unique violations) are recognised by the
+// callers, which know the stream or key; everything else keeps the
+// *pgconn.PgError in its chain.
+func interpretError(ctx context.Context, op string, err error, outcome string) error {
+	if err == nil {
+		return nil
+	}
+	after := ""
+	if outcome != "" {
+		after = "; " + outcome
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("pgstore: %s: %w%s", op, ctxErr, after)
+	}
+	if errors.Is(err, puddle.ErrClosedPool) {
+		return fmt.Errorf("pgstore: %s: the connection pool was closed: %w", op, flux.ErrStoreClosed)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		code := pgErr.Code
+		switch {
+		case code == "57P01" || code == "57P02" || code == "57P05" || strings.HasPrefix(code, "08"):
+			return fmt.Errorf("%w: pgstore: %s: lost the connection to PostgreSQL (%s)%s; retry later: %w",
+				flux.ErrStoreUnavailable, op, pgErr.Message, after, err)
+		case code == "57P03" || strings.HasPrefix(code, "53") || strings.HasPrefix(code, "58"):
+			// Starting up or shutting down, out of connections, disk or
+			// memory, I/O error.
+			return fmt.Errorf("%w: pgstore: %s: PostgreSQL cannot serve requests now (%s)%s; retry later: %w",
+				flux.ErrStoreUnavailable, op, pgErr.Message, after, err)
+		case code == queryCanceled:
+			return fmt.Errorf("pgstore: %s: the server cancelled the statement (statement_timeout or an administrator)%s: %w", op, after, err)
+		case code == undefinedTable:
+			return fmt.Errorf("pgstore: %s: %w%s; is the schema migrated? Run Store.Migrate (Options.SkipMigrate skips it)", op, err, after)
+		}
+		return fmt.Errorf("pgstore: %s: %w%s", op, err, after)
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return fmt.Errorf("%w: pgstore: %s: cannot connect to PostgreSQL%s; retry later: %w", flux.ErrStoreUnavailable, op, after, err)
+	}
+	if lostConnection(err) {
+		return fmt.Errorf("%w: pgstore: %s: lost the connection to PostgreSQL%s; retry later: %w", flux.ErrStoreUnavailable, op, after, err)
+	}
+	return fmt.Errorf("pgstore: %s: %w%s", op, err, after)
+}
+
+// lostConnection reports whether err says the connection to the server is
+// gone or unusable, as opposed to an error the server reported.
+func lostConnection(err error) bool {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, pgconn.ErrConnClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.As(err, &netErr),
+		pgconn.Timeout(err), pgconn.SafeToRetry(err):
+		return true
+	}
+	return false
+}

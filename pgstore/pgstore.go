@@ -1,0 +1,477 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/internal/wake"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configure a Store. Nil or the zero value gives the defaults.
+type Options struct {
+	// Schema is the PostgreSQL schema that holds the store's tables. Every
+	// statement qualifies its tables with it, so stores in different
+	// schemas of one database are independent (tests give each store its
+	// own). Migrate creates the schema when it is missing. At most 63
+	// bytes, and not starting with "pg_". Default: "public".
+	Schema string
+
+	// MaxEventSize limits one encoded payload in bytes; Append rejects a
+	// larger event with a *flux.EventTooLargeError before any I/O.
+	// Default: flux.DefaultMaxEventSize (4 MiB).
+	MaxEventSize int
+
+	// SkipMigrate stops Open and New from calling Migrate. Default false:
+	// the schema is brought up to date when the store opens, which needs a
+	// role that may create schemas and tables. Set it when migrations run
+	// as a separate deployment step with a privileged role (call
+	// Store.Migrate there); a store opened with SkipMigrate on an
+	// unmigrated schema fails its first statement with "relation does not
+	// exist".
+	SkipMigrate bool
+
+	// Logger receives diagnostics of the LISTEN connection behind Wake
+	// (connection lost, reconnected). Default: discard.
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Schema == "" {
+		c.Schema = "public"
+	}
+	if c.MaxEventSize <= 0 {
+		c.MaxEventSize = flux.DefaultMaxEventSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+func (o Options) validate() error {
+	var errs []error
+	switch {
+	case len(o.Schema) > 63:
+		errs = append(errs, fmt.Errorf("pgstore: Options.Schema %q is %d bytes; PostgreSQL names are at most 63", o.Schema, len(o.Schema)))
+	case strings.ContainsRune(o.Schema, 0):
+		errs = append(errs, fmt.Errorf("pgstore: Options.Schema %q contains a NUL byte", o.Schema))
+	case strings.HasPrefix(o.Schema, "pg_"):
+		errs = append(errs, fmt.Errorf("pgstore: Options.Schema %q: names starting with pg_ are reserved for PostgreSQL's system schemas", o.Schema))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is a flux.EventStore in a PostgreSQL schema, accessed through a
+// pgx connection pool. It is safe for concurrent use by many goroutines.
+type Store struct {
+	pool    *pgxpool.Pool
+	ownPool bool // opened by Open: closed by Close, reset on server shutdown
+	opts    Options
+	q       queries
+	channel string // LISTEN/NOTIFY channel of this schema
+
+	appended wake.Broadcaster // signalled after appends commit (here or, via NOTIFY, anywhere)
+	listen   listener
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+}
+
+var _ flux.EventStore = (*Store)(nil)
+
+// Open connects to the database at dsn (a PostgreSQL URL or key=value
+// string, with pgxpool's pool_* settings), checks that it is reachable and,
+// unless opts.SkipMigrate, brings the schema up to date. The Store owns its
+// pool: Close closes it. opts may be nil.
+//
+// The pool is configured so that a cancelled context cancels the running
+// statement on the server (a PostgreSQL cancel request) and keeps the
+// connection, instead of dropping it.
+//
+// Open returns an error matching flux.ErrStoreUnavailable when the server
+// cannot be reached.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: open: %w", err) // pgconn redacts the password
+	}
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelDeadlineDelay}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: open: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, interpretError(ctx, "open", err, "")
+	}
+	s, err := newStore(ctx, pool, o)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownPool = true
+	return s, nil
+}
+
+// cancelDeadlineDelay is how long a statement whose context was cancelled
+// waits for the server to confirm the cancellation before the connection is
+// dropped instead.
+const cancelDeadlineDelay = 3 * time.Second
+
+// New returns a Store on pool and, unless opts.SkipMigrate, brings the
+// schema up to date. The Store does not close pool: Close leaves it open
+// for its owner. opts may be nil.
+//
+// How a cancelled context is handled is the pool's configuration (pgx's
+// default drops the connection; see Open for the alternative).
+func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("pgstore: New: pool is nil; pass a *pgxpool.Pool or use Open")
+	}
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	return newStore(ctx, pool, o)
+}
+
+func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error) {
+	s := &Store{pool: pool, opts: o, q: newQueries(o.Schema), channel: channelName(o.Schema)}
+	s.listen.store = s
+	if !o.SkipMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Pool returns the store's connection pool, for read models that live
+// beside the events (see ProjectTx). Do not close it.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the schema holding the store's tables; qualify read-model
+// tables with it (pgx.Identifier{s.Schema(), "balances"}.Sanitize()).
+func (s *Store) Schema() string { return s.opts.Schema }
+
+// Close stops the LISTEN connection behind Wake and, if Open created the
+// pool, closes it (waiting for connections in use to be released). It is
+// idempotent; afterwards every method returns flux.ErrStoreClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.listen.stop()
+		if s.ownPool {
+			s.pool.Close()
+		}
+	})
+	return nil
+}
+
+// Append implements flux.EventStore.
+//
+// # Global log order
+//
+// The first statement of every append transaction is
+//
+//	UPDATE log_head SET position = position + n RETURNING position
+//
+// and the events take the n positions below the returned value. The row
+// lock this takes is held until the transaction ends, so a second append
+// waits at this statement until the first has committed or rolled back.
+// PostgreSQL releases a transaction's row locks only after its commit is
+// visible to new snapshots, and under READ COMMITTED the waiting UPDATE
+// then reads the committed row. Hence:
+//
+//   - positions are handed out in commit order: an append that gets higher
+//     positions commits after every append with lower ones has finished, so
+//     a reader that has seen position p can never later see a new event at
+//     a position <= p;
+//   - positions are dense: a rolled-back append rolls back its head update
+//     too, and the next append continues from the same value;
+//   - every statement after the head update sees all earlier appends, so
+//     the expected-version checks below and flux.Any's "current version"
+//     read are exact.
+//
+// The cost: appends are serialised. Each one holds the head lock from its
+// first statement through its commit (one WAL flush), so concurrent writers
+// no longer share commit flushes and total append throughput is bounded by
+// one writer's commit latency (BenchmarkAppendConcurrent4 measures it next
+// to unserialised raw inserts). Readers never wait: the log is read with
+// plain MVCC snapshots and no lock.
+//
+// # Optimistic concurrency
+//
+// UNIQUE (aggregate_id, version) decides every race. An exact expected
+// version v is checked by the INSERT itself (rows are inserted only WHERE
+// EXISTS version v of the stream), so an expectation beyond the stream's
+// version cannot leave a gap; NoStream inserts from version 1; flux.Any
+// reads MAX(version) inside the same statement. A conflict is returned as a
+// *flux.ConflictError with the stream's actual version.
+//
+// One round trip carries the whole append (a pgx.Batch: head update,
+// idempotency key, one multi-row INSERT per stream from unnest()ed arrays,
+// snapshots, NOTIFY), plus BEGIN and COMMIT.
+func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.AppendResult, error) {
+	if err := flux.ValidateAppend(&req, s.opts.MaxEventSize); err != nil {
+		return flux.AppendResult{}, err
+	}
+	if err := checkStorable(&req); err != nil {
+		return flux.AppendResult{}, err
+	}
+	if s.closed.Load() {
+		return flux.AppendResult{}, flux.ErrStoreClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return flux.AppendResult{}, fmt.Errorf("pgstore: append: %w; %s", err, nothingCommitted)
+	}
+
+	total := 0
+	for i := range req.Streams {
+		total += len(req.Streams[i].Events)
+	}
+	batch := &pgx.Batch{}
+	if total > 0 {
+		batch.Queue(s.q.advanceHead, total)
+	}
+	if k := req.Idempotency; k != nil {
+		batch.Queue(s.q.insertIdempotency, k.Key, nonNil(k.Result), flux.NormalizeTime(k.CreatedAt))
+	}
+	offset := 0
+	for i := range req.Streams {
+		st := &req.Streams[i]
+		query, args := s.q.insertEvents(st, total-offset)
+		batch.Queue(query, args...)
+		offset += len(st.Events)
+	}
+	for i := range req.Snapshots {
+		w := &req.Snapshots[i]
+		data, exact := jsonbText(w.Data)
+		batch.Queue(s.q.upsertSnapshot, w.StreamID, w.AggregateType, w.Version, w.SchemaVersion, data, exact, flux.NormalizeTime(w.CreatedAt))
+		if w.Keep > 0 {
+			batch.Queue(s.q.pruneStreamSnapshots, w.StreamID, w.Keep)
+		}
+	}
+	if total > 0 {
+		// Delivered by PostgreSQL at commit, to every store LISTENing on
+		// this schema's channel (in this process or any other).
+		batch.Queue(s.q.notify, s.channel)
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return flux.AppendResult{}, s.fail(ctx, "append", err, nothingCommitted)
+	}
+	defer rollback(ctx, tx)
+
+	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
+	short := -1 // index of a stream whose exact-version check failed
+	err = func() error {
+		br := tx.SendBatch(ctx, batch)
+		defer br.Close()
+		if total > 0 {
+			var head int64
+			if err := br.QueryRow().Scan(&head); err != nil {
+				return err
+			}
+			res.Positions = make([]int64, total)
+			for i := range res.Positions {
+				res.Positions[i] = head - int64(total) + int64(i) + 1
+			}
+		}
+		if req.Idempotency != nil {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		for i := range req.Streams {
+			var n, last int64
+			if err := br.QueryRow().Scan(&n, &last); err != nil {
+				return err
+			}
+			if n != int64(len(req.Streams[i].Events)) && short < 0 {
+				short = i
+			}
+			res.Versions[i] = last
+		}
+		for i := range req.Snapshots {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			if req.Snapshots[i].Keep > 0 {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
+		}
+		if total > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return flux.AppendResult{}, s.appendFailed(ctx, tx, &req, err)
+	}
+	if short >= 0 {
+		// The exact expected version was not there: the stream is behind the
+		// expectation. The transaction still holds the log head, so this read
+		// is exactly what the INSERT saw.
+		return flux.AppendResult{}, s.conflict(ctx, tx, &req.Streams[short])
+	}
+	if err := txhook.BeforeCommit(ctx); err != nil {
+		return flux.AppendResult{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return flux.AppendResult{}, s.commitFailed(ctx, "append", err, appendOutcomeUnknown)
+	}
+	if total > 0 {
+		s.appended.Signal()
+	}
+	return res, nil
+}
+
+// rollback ends tx if it is still open. It runs even when ctx is done, so a
+// cancelled append gives its connection back clean instead of dropping it.
+func rollback(ctx context.Context, tx pgx.Tx) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = tx.Rollback(rctx)
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// appendFailed turns an error of the append batch into what the caller
+// sees: a conflict, a duplicate command or an interpreted driver error. tx
+// is rolled back first; nothing of the append was committed.
+func (s *Store) appendFailed(ctx context.Context, tx pgx.Tx, req *flux.AppendRequest, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || ctx.Err() != nil {
+		return s.fail(ctx, "append", err, nothingCommitted)
+	}
+	if strings.HasPrefix(pgErr.Code, "22") { // data exception: a value the column type refuses
+		return fmt.Errorf("%w: pgstore: append: PostgreSQL refused a value (%s); nothing was committed: %w", flux.ErrInvalidAppend, pgErr.Message, err)
+	}
+	if pgErr.Code != uniqueViolation {
+		return s.fail(ctx, "append", err, nothingCommitted)
+	}
+	rollback(ctx, tx)
+	switch pgErr.ConstraintName {
+	case "unique_aggregate_version":
+		// Another append took a version this one needed. Which stream: the
+		// key in the error's detail names it; fall back to the first stream
+		// whose expectation no longer holds.
+		if st := conflictingStream(req, pgErr.Detail); st != nil {
+			return s.conflict(ctx, s.pool, st)
+		}
+		for i := range req.Streams {
+			st := &req.Streams[i]
+			if actual, ok := s.streamVersion(ctx, s.pool, st.StreamID); ok && !st.Expected.Accepts(actual) {
+				return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
+			}
+		}
+		return &flux.ConflictError{StreamID: req.Streams[0].StreamID, Expected: req.Streams[0].Expected, Actual: -1}
+	case "idempotency_keys_pkey":
+		first, found, lerr := lookupIdempotency(ctx, s.pool, s.q, req.Idempotency.Key)
+		if lerr != nil || !found {
+			// The first record vanished or cannot be read; still a duplicate.
+			first = flux.IdempotencyRecord{Key: req.Idempotency.Key}
+		}
+		return &flux.IdempotencyError{Record: first}
+	case "unique_event_id":
+		return fmt.Errorf("%w: pgstore: append: an event ID is already stored (%s): these events, or others with the same IDs, were appended before; nothing was committed",
+			flux.ErrInvalidAppend, pgErr.Detail)
+	}
+	return s.fail(ctx, "append", err, nothingCommitted)
+}
+
+// conflictingStream finds the stream named by a unique violation's detail,
+// `Key (aggregate_id, version)=(<id>, <version>) already exists.`
+func conflictingStream(req *flux.AppendRequest, detail string) *flux.StreamAppend {
+	const prefix = "Key (aggregate_id, version)=("
+	rest, ok := strings.CutPrefix(detail, prefix)
+	if !ok {
+		return nil
+	}
+	i := strings.LastIndex(rest, ", ")
+	if i < 0 {
+		return nil
+	}
+	id := rest[:i]
+	for j := range req.Streams {
+		if req.Streams[j].StreamID == id {
+			return &req.Streams[j]
+		}
+	}
+	return nil
+}
+
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// conflict builds the ConflictError for st, reading the stream's actual
+// version through q (the still-open transaction, or the pool after a
+// rollback).
+func (s *Store) conflict(ctx context.Context, q rowQuerier, st *flux.StreamAppend) error {
+	actual, ok := s.streamVersion(ctx, q, st.StreamID)
+	return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actualOrUnknown(actual, ok)}
+}
+
+func actualOrUnknown(v int64, ok bool) int64 {
+	if !ok {
+		return -1
+	}
+	return v
+}
+
+func (s *Store) streamVersion(ctx context.Context, q rowQuerier, streamID string) (int64, bool) {
+	var v int64
+	if err := q.QueryRow(ctx, s.q.streamVersion, streamID).Scan(&v); err != nil {
+		return 0, false
+	}
+	return v, true
+}
+
+// commitFailed interprets an error of COMMIT. Unlike every earlier step,
+// the outcome may be unknown: if the connection broke after COMMIT was
+// sent, the server may have committed. unknown is the message for that case.
+func (s *Store) commitFailed(ctx context.Context, op string, err error, unknown string) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case pgconn.SafeToRetry(err), errors.As(err, &pgErr), errors.Is(err, pgx.ErrTxCommitRollback):
+		// COMMIT never left, or the server answered it with an error: the
+		// transaction rolled back.
+		return s.fail(ctx, op+": commit", err, nothingCommitted)
+	}
+	return s.fail(ctx, op+": commit", err, unknown)
+}

@@ -1,0 +1,164 @@
+package pgstore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fluxcapacitor/flux"
+	"github.com/jackc/pgx/v5"
+)
+
+// queries holds every statement with its tables qualified by the store's
+// schema. They are built once per Store; pgx prepares and caches them per
+// connection.
+type queries struct {
+	schema string // quoted
+
+	advanceHead       string
+	head              string
+	insertIdempotency string
+	insertAny         string
+	insertNoStream    string
+	insertExact       string
+	streamVersion     string
+	notify            string
+
+	upsertSnapshot       string
+	pruneStreamSnapshots string
+
+	selectEvents string
+}
+
+// table returns the qualified, quoted name of one of the store's tables.
+func (q *queries) table(name string) string { return q.schema + "." + pgx.Identifier{name}.Sanitize() }
+
+func newQueries(schema string) queries {
+	q := queries{schema: pgx.Identifier{schema}.Sanitize()}
+	events, head := q.table("events"), q.table("log_head")
+	q.advanceHead = `UPDATE ` + head + ` SET position = position + $1 RETURNING position`
+	q.head = `SELECT position FROM ` + head
+	q.insertIdempotency = `INSERT INTO ` + q.table("idempotency_keys") + ` (idempotency_key, result, created_at) VALUES ($1, $2, $3)`
+	q.streamVersion = `SELECT COALESCE(MAX(version), 0) FROM ` + events + ` WHERE aggregate_id = $1`
+	q.notify = `SELECT pg_notify($1, '')`
+
+	// One INSERT per stream appends all its events from parallel arrays.
+	// Positions count down from the log head this transaction has just
+	// advanced ($3 is the number of the append's events from this stream's
+	// first one to the append's last); versions count up from the base.
+	insert := func(base, where string) string {
+		return `WITH ins AS (
+	INSERT INTO ` + events + ` (id, event_id, aggregate_id, aggregate_type, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, version)
+	SELECT h.position - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, e.occurred_on, e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
+	FROM ` + head + ` AS h,
+		unnest($4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
+		WITH ORDINALITY AS e(event_id, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, n)` + where + `
+	RETURNING version)
+SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
+	}
+	q.insertAny = insert(`(SELECT COALESCE(MAX(version), 0) FROM `+events+` WHERE aggregate_id = $1::text)`, "")
+	q.insertNoStream = insert(`0`, "")
+	// The exact expectation is checked by the INSERT itself: no row is
+	// inserted unless version $14 of the stream exists. A stream that is
+	// further along fails on UNIQUE (aggregate_id, version) instead.
+	q.insertExact = insert(`$14::bigint`, `
+	WHERE EXISTS (SELECT 1 FROM `+events+` WHERE aggregate_id = $1::text AND version = $14)`)
+
+	snapshots := q.table("aggregate_snapshots")
+	q.upsertSnapshot = `INSERT INTO ` + snapshots + ` (aggregate_id, aggregate_type, version, schema_version, data, data_json, created_at)
+	VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::json, $7)
+	ON CONFLICT (aggregate_id, version) DO UPDATE SET aggregate_type = EXCLUDED.aggregate_type,
+		schema_version = EXCLUDED.schema_version, data = EXCLUDED.data, data_json = EXCLUDED.data_json, created_at = EXCLUDED.created_at`
+	q.pruneStreamSnapshots = `DELETE FROM ` + snapshots + ` WHERE aggregate_id = $1 AND version NOT IN
+	(SELECT version FROM ` + snapshots + ` WHERE aggregate_id = $1 ORDER BY version DESC LIMIT $2)`
+
+	q.selectEvents = `SELECT id, aggregate_id, version, aggregate_type, event_id::text, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id FROM ` + events
+	return q
+}
+
+// insertEvents returns the INSERT for one stream of an append and its
+// arguments. fromEnd is the number of the append's events from this
+// stream's first one to the append's last.
+func (q *queries) insertEvents(st *flux.StreamAppend, fromEnd int) (string, []any) {
+	n := len(st.Events)
+	var (
+		ids      = make([]string, n)
+		names    = make([]string, n)
+		versions = make([]int32, n)
+		payloads = make([]string, n)
+		exact    = make([]*string, n)
+		metadata = make([]*string, n)
+		times    = make([]time.Time, n)
+		reqs     = make([]string, n)
+		corrs    = make([]string, n)
+		causes   = make([]string, n)
+	)
+	for i := range st.Events {
+		e := &st.Events[i]
+		ids[i] = e.EventID
+		names[i] = e.EventName
+		versions[i] = int32(e.EventVersion)
+		payloads[i], exact[i] = jsonbText(e.Payload)
+		metadata[i] = extraJSON(e.Metadata.Extra)
+		times[i] = flux.NormalizeTime(e.OccurredAt)
+		reqs[i] = requestID(e.Metadata.RequestID)
+		corrs[i] = e.Metadata.CorrelationID
+		causes[i] = e.Metadata.CausationID
+	}
+	args := []any{st.StreamID, st.AggregateType, fromEnd, ids, names, versions, payloads, exact, metadata, times, reqs, corrs, causes}
+	switch {
+	case st.Expected == flux.Any:
+		return q.insertAny, args
+	case st.Expected == flux.NoStream:
+		return q.insertNoStream, args
+	default:
+		return q.insertExact, append(args, int64(st.Expected))
+	}
+}
+
+func requestID(id string) string {
+	if id == "" {
+		return flux.DefaultRequestID
+	}
+	return id
+}
+
+// extraJSON encodes free-form metadata; nil (NULL) when there is none, so
+// the common case stores nothing and reads skip JSON decoding.
+func extraJSON(extra map[string]string) *string {
+	if len(extra) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(extra)
+	if err != nil { // map[string]string always marshals
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// channelName derives the LISTEN/NOTIFY channel of a schema. Channel names
+// are identifiers (at most 63 bytes); a long schema name is hashed.
+func channelName(schema string) string {
+	const prefix = "flux_events:"
+	if len(prefix)+len(schema) <= 63 {
+		return prefix + schema
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return prefix + hex.EncodeToString(sum[:16])
+}
+
+// validateText returns an error when s cannot be stored in a PostgreSQL
+// text column of a UTF-8 database: invalid UTF-8 or the NUL character.
+func validateText(what, s string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return errorf(flux.ErrInvalidAppend, "%s %q is not valid UTF-8", what, s)
+	case strings.IndexByte(s, 0) >= 0:
+		return errorf(flux.ErrInvalidAppend, "%s %q contains a NUL character, which PostgreSQL cannot store", what, s)
+	}
+	return nil
+}

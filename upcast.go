@@ -1,0 +1,176 @@
+package flux
+
+import (
+	"fmt"
+	"sort"
+)
+
+// UpcastFunc turns one stored version of an event into the next by editing
+// its payload in place. It must be deterministic: it runs on every read and
+// the stored data is never rewritten. p is valid only during the call.
+type UpcastFunc func(p *Payload) error
+
+// EventOption configures an event type: its upcasters.
+type EventOption interface {
+	applyEvent(d *eventDefinition)
+}
+
+type upcastStep struct {
+	name    string // stored name of the version this step reads
+	version int    // the version this step reads; it produces version+1
+	fn      UpcastFunc
+}
+
+func (u upcastStep) applyEvent(d *eventDefinition) { d.steps = append(d.steps, u) }
+
+// Upcast registers fn to turn version fromVersion of the event into
+// version fromVersion+1. Chains run in order: an event at version 3 with
+// upcasters from 1 and from 2 reads stored v1 payloads through both.
+//
+//	flux.EventType[UserRegistered]("UserRegistered", 2,
+//		flux.Upcast(1, func(p *flux.Payload) error { return p.SetDefault("phoneNumber", "") }),
+//	)
+func Upcast(fromVersion int, fn UpcastFunc) EventOption {
+	return upcastStep{version: fromVersion, fn: fn}
+}
+
+// UpcastRenamed registers fn for version fromVersion of the event when it
+// was stored under oldName: a rename is an upcaster too. The versions after
+// it are read under the next step's name, or the event's current name.
+//
+//	flux.EventType[UserSignedUp]("UserSignedUp", 2,
+//		flux.UpcastRenamed("UserRegistered", 1, func(p *flux.Payload) error { ... }),
+//	)
+func UpcastRenamed(oldName string, fromVersion int, fn UpcastFunc) EventOption {
+	return upcastStep{name: oldName, version: fromVersion, fn: fn}
+}
+
+type nameVersion struct {
+	name    string
+	version int
+}
+
+// upcastChain is what reading one stored (name, version) takes: the steps
+// to run, in order, and the event type they end at.
+type upcastChain struct {
+	steps  []upcastStep
+	target *eventDef
+}
+
+// buildUpcasts checks d's upcasters and records their chains. Steps must
+// cover a contiguous run of versions ending at the current version - 1.
+func (b *registryBuilder) buildUpcasts(e *eventDef, steps []upcastStep) {
+	if len(steps) == 0 {
+		return
+	}
+	sorted := append([]upcastStep(nil), steps...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].version < sorted[j].version })
+	for i, st := range sorted {
+		if st.fn == nil {
+			b.fail("event %q: upcaster from version %d is nil", e.name, st.version)
+			return
+		}
+		if st.version < 1 || st.version >= e.version {
+			b.fail("event %q: upcaster from version %d, but the event's versions are 1..%d (an upcaster reads a version below the current one)", e.name, st.version, e.version)
+			return
+		}
+		if i > 0 && sorted[i-1].version == st.version {
+			b.fail("event %q: two upcasters from version %d", e.name, st.version)
+			return
+		}
+		if i > 0 && sorted[i-1].version+1 != st.version {
+			b.fail("event %q: upcaster chain has a hole: no upcaster from version %d to %d", e.name, sorted[i-1].version+1, sorted[i-1].version+2)
+			return
+		}
+		if st.name == "" {
+			sorted[i].name = e.name
+		}
+		if err := validateName("old event name", sorted[i].name); err != nil {
+			b.fail("event %q: %v", e.name, err)
+			return
+		}
+	}
+	if last := sorted[len(sorted)-1]; last.version != e.version-1 {
+		b.fail("event %q: upcaster chain has a hole: no upcaster from version %d to the current version %d", e.name, last.version+1, e.version)
+		return
+	}
+	for i, st := range sorted {
+		b.reg.upcasts[nameVersion{st.name, st.version}] = &upcastChain{steps: sorted[i:], target: e}
+		names := b.reg.storedNames[e.name]
+		if !containsString(names, st.name) {
+			b.reg.storedNames[e.name] = append(names, st.name)
+		}
+	}
+}
+
+// checkStoredKeys fails when one stored (name, version) could mean two
+// things: a current event and an upcaster, or two upcasters.
+func (b *registryBuilder) checkStoredKeys() {
+	seen := make(map[nameVersion]string)
+	for _, e := range b.reg.events {
+		seen[nameVersion{e.name, e.version}] = e.name
+	}
+	// Deterministic order for error messages.
+	keys := make([]nameVersion, 0, len(b.reg.upcasts))
+	for k := range b.reg.upcasts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].name != keys[j].name {
+			return keys[i].name < keys[j].name
+		}
+		return keys[i].version < keys[j].version
+	})
+	for _, k := range keys {
+		owner := b.reg.upcasts[k].target.name
+		if prev, dup := seen[k]; dup {
+			b.fail("stored event %s v%d is claimed by both %q and an upcaster of %q", k.name, k.version, prev, owner)
+			continue
+		}
+		seen[k] = owner
+	}
+}
+
+// resolve finds the event type of a stored record and, through its
+// upcasters, the payload in that type's current shape.
+func (r *Registry) resolve(rec *Record) (*eventDef, []byte, error) {
+	if d, ok := r.events[rec.EventName]; ok && d.version == rec.EventVersion {
+		return d, rec.Payload, nil
+	}
+	chain, ok := r.upcasts[nameVersion{rec.EventName, rec.EventVersion}]
+	if !ok {
+		if d, known := r.events[rec.EventName]; known {
+			return nil, nil, eventError(rec, errorf(ErrUnknownEvent, "stored schema version %d, registered version %d, and no upcaster from it", rec.EventVersion, d.version))
+		}
+		return nil, nil, eventError(rec, errorf(ErrUnknownEvent, "no event type is registered under this name and version"))
+	}
+	p := payloadPool.Get().(*Payload)
+	defer func() {
+		p.reset()
+		payloadPool.Put(p)
+	}()
+	if err := p.parse(rec.Payload); err != nil {
+		return nil, nil, eventError(rec, fmt.Errorf("%w: upcast: %v", ErrCorruptEvent, err))
+	}
+	for _, st := range chain.steps {
+		if err := st.fn(p); err != nil {
+			return nil, nil, eventError(rec, fmt.Errorf("%w: upcaster of %s from version %d: %w", ErrUpcast, chain.target.name, st.version, err))
+		}
+	}
+	return chain.target, p.Bytes(), nil
+}
+
+// StoredNames returns every name the event registered as name may be
+// stored under: its own and those of renamed older versions.
+func (r *Registry) StoredNames(name string) []string {
+	return append([]string{name}, r.storedNames[name]...)
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
