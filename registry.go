@@ -67,8 +67,8 @@ type AggregateOption interface {
 //	)
 func NewRegistry(defs ...Definition) (*Registry, error) {
 	b := &registryBuilder{reg: &Registry{
-		aggregates: make(map[string]*aggregateDef),
-		aggByType:  make(map[reflect.Type]*aggregateDef),
+		aggregates:  make(map[string]*aggregateDef),
+		aggByType:   make(map[reflect.Type]*aggregateDef),
 		events:      make(map[string]*eventDef),
 		evByType:    make(map[reflect.Type]*eventDef),
 		upcasts:     make(map[nameVersion]*upcastChain),
