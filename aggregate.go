@@ -85,6 +85,10 @@ type LoadInfo struct {
 	// restored (RestoreSnapshot failed); the load then replayed every
 	// event, and the next save writes a fresh snapshot.
 	SnapshotRejected bool
+	// Forgotten is set when personal data in the aggregate's history
+	// belonged to a forgotten subject: those fields hold replacement
+	// values.
+	Forgotten bool
 }
 
 // Raise applies event to the aggregate at once and records it as pending,

@@ -57,6 +57,13 @@ var (
 	// version and event, when an upcaster fails on a stored event.
 	ErrUpcast = errors.New("flux: upcast failed")
 
+	// ErrPersonalData is matched by every error of personal-data
+	// protection (package pii): tampered ciphertext, a wrong secret, a
+	// subject without an ID, a marked field of an unsupported kind, saving
+	// personal data of a forgotten subject. Such errors name the stream,
+	// version and field, never the value.
+	ErrPersonalData = errors.New("flux: personal data")
+
 	// ErrStoreClosed is returned by every store method called after Close.
 	ErrStoreClosed = errors.New("flux: store closed")
 

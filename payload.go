@@ -447,3 +447,51 @@ func (s *scanner) literal(word string) error {
 	s.pos += len(word)
 	return nil
 }
+
+// SplitArray splits a JSON array into its raw elements (sub-slices of
+// data). It checks the array's structure, not every nested value.
+func SplitArray(data []byte) ([]json.RawMessage, error) {
+	s := scanner{data: data}
+	s.space()
+	if !s.consume('[') {
+		return nil, s.errorf("want an array")
+	}
+	var out []json.RawMessage
+	s.space()
+	if s.consume(']') {
+		return out, s.end()
+	}
+	for {
+		s.space()
+		start := s.pos
+		if err := s.skipValue(0); err != nil {
+			return nil, err
+		}
+		out = append(out, data[start:s.pos:s.pos])
+		s.space()
+		if s.consume(',') {
+			continue
+		}
+		if s.consume(']') {
+			return out, s.end()
+		}
+		return nil, s.errorf("want ',' or ']'")
+	}
+}
+
+// JoinArray encodes raw elements as a JSON array.
+func JoinArray(elems []json.RawMessage) []byte {
+	n := 2
+	for _, e := range elems {
+		n += len(e) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range elems {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, ']')
+}

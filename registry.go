@@ -42,6 +42,7 @@ type eventDef struct {
 	typ     reflect.Type
 	agg     *aggregateDef
 	decode  func(payload []byte) (any, error)
+	hasPII  bool // fields tagged pii:"data"
 }
 
 // Definition is one entry of a registry: see AggregateType.
@@ -213,7 +214,7 @@ func (d *eventDefinition) applyAggregate(b *registryBuilder, a *aggregateDef) {
 		b.fail("Go type %v registered as event %q and %q", d.typ, prev.name, d.name)
 		return
 	}
-	e := &eventDef{name: d.name, version: d.version, typ: d.typ, agg: a, decode: d.decode}
+	e := &eventDef{name: d.name, version: d.version, typ: d.typ, agg: a, decode: d.decode, hasPII: HasPersonalData(d.typ)}
 	b.reg.events[d.name] = e
 	b.reg.evByType[d.typ] = e
 	a.events = append(a.events, e)

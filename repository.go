@@ -9,6 +9,7 @@ import (
 	"iter"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/fluxcapacitor/flux/internal/uuid"
@@ -28,6 +29,10 @@ type Config struct {
 	NewID func() string
 	// Logger receives diagnostics. Default: discard.
 	Logger *slog.Logger
+	// Protector encrypts fields marked as personal data (see package pii).
+	// Required when a registered event type has `pii:"data"` fields, so
+	// that personal data can never be stored in clear by omission.
+	Protector DataProtector
 }
 
 func (c Config) withDefaults() Config {
@@ -71,6 +76,13 @@ func NewRepository(cfg Config) (*Repository, error) {
 		return nil, err
 	}
 	r := &Repository{store: cfg.Store, reg: cfg.Registry, cfg: cfg}
+	if cfg.Protector == nil {
+		for _, name := range cfg.Registry.EventNames() {
+			if cfg.Registry.events[name].hasPII {
+				return nil, fmt.Errorf("flux: event %q has fields marked as personal data (pii tags) but Config.Protector is nil; configure pii.New so they are encrypted", name)
+			}
+		}
+	}
 	r.snapshots, _ = cfg.Store.(SnapshotStore)
 	if r.snapshots == nil {
 		for _, name := range cfg.Registry.AggregateTypes() {
@@ -165,6 +177,11 @@ func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendReque
 				return req, nil, fmt.Errorf("save %s %q: encode event %s: %w", def.name, root.id, ed.name, err)
 			}
 			id := r.cfg.NewID()
+			if ed.hasPII {
+				if payload, err = r.cfg.Protector.Protect(ctx, ev, payload, "event:"+id); err != nil {
+					return req, nil, fmt.Errorf("save %s %q: event %s: %w", def.name, root.id, ed.name, err)
+				}
+			}
 			if md.CorrelationID == "" {
 				md.CorrelationID = md.RequestID
 				if md.CorrelationID == DefaultRequestID {
@@ -196,9 +213,18 @@ func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendReque
 // snapshotOf encodes the aggregate's state as a snapshot at its version.
 func (r *Repository) snapshotOf(ctx context.Context, def *aggregateDef, a Aggregate, now time.Time) (SnapshotWrite, error) {
 	root := a.root()
-	data, err := json.Marshal(a.(Snapshotter).SnapshotState())
+	state := a.(Snapshotter).SnapshotState()
+	data, err := json.Marshal(state)
 	if err != nil {
 		return SnapshotWrite{}, fmt.Errorf("save %s %q: encode snapshot at version %d: %w", def.name, root.id, root.version, err)
+	}
+	if state != nil && HasPersonalData(reflect.TypeOf(state)) {
+		if r.cfg.Protector == nil {
+			return SnapshotWrite{}, fmt.Errorf("save %s %q: the snapshot state %T has personal data fields but Config.Protector is nil", def.name, root.id, state)
+		}
+		if data, err = r.cfg.Protector.Protect(ctx, state, data, snapshotScope(root.id, root.version)); err != nil {
+			return SnapshotWrite{}, fmt.Errorf("save %s %q: snapshot at version %d: %w", def.name, root.id, root.version, err)
+		}
 	}
 	return SnapshotWrite{
 		Snapshot: Snapshot{
@@ -284,7 +310,7 @@ func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opt
 	root.id = id
 	var info LoadInfo
 	if def.snapshot != nil && r.snapshots != nil {
-		restored, rejected, err := r.restoreSnapshot(ctx, def, a, opts)
+		restored, rejected, err := r.restoreSnapshot(ctx, def, a, opts, &info)
 		if err != nil {
 			return nil, err
 		}
@@ -313,9 +339,12 @@ func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opt
 		if rec.StreamVersion != root.version+1 {
 			return nil, eventError(&rec, fmt.Errorf("%w: stream version %d follows %d", ErrCorruptEvent, rec.StreamVersion, root.version))
 		}
-		ev, err := r.decode(ctx, &rec)
+		ev, _, forgotten, err := r.decodeEvent(ctx, &rec)
 		if err != nil {
 			return nil, err
+		}
+		if len(forgotten) > 0 {
+			info.Forgotten = true
 		}
 		a.Apply(ev)
 		root.version = rec.StreamVersion
@@ -335,7 +364,7 @@ func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opt
 // restoreSnapshot restores a from the newest snapshot usable for opts. It
 // reports whether one was restored, and whether one was found but could
 // not be restored (a is then in an unknown state and must be rebuilt).
-func (r *Repository) restoreSnapshot(ctx context.Context, def *aggregateDef, a Aggregate, opts LoadOptions) (restored, rejected bool, err error) {
+func (r *Repository) restoreSnapshot(ctx context.Context, def *aggregateDef, a Aggregate, opts LoadOptions, info *LoadInfo) (restored, rejected bool, err error) {
 	root := a.root()
 	sn, ok, err := r.snapshots.LoadSnapshot(ctx, root.id, SnapshotQuery{
 		SchemaVersion: def.snapshot.Schema, MaxVersion: opts.Version, Until: opts.At,
@@ -349,8 +378,24 @@ func (r *Repository) restoreSnapshot(ctx context.Context, def *aggregateDef, a A
 	if sn.AggregateType != def.name {
 		return false, false, errorf(ErrAggregateTypeMismatch, "stream %q has a snapshot of aggregate type %s, not %s", root.id, sn.AggregateType, def.name)
 	}
-	decode := func(v any) error { return json.Unmarshal(sn.Data, v) }
+	var decodeErr error
+	decode := func(v any) error {
+		if r.cfg.Protector == nil || v == nil || !HasPersonalData(reflect.TypeOf(v)) {
+			return json.Unmarshal(sn.Data, v)
+		}
+		forgotten, err := r.cfg.Protector.Unprotect(ctx, sn.Data, v, snapshotScope(root.id, sn.Version))
+		if len(forgotten) > 0 {
+			info.Forgotten = true
+		}
+		decodeErr = err
+		return err
+	}
 	if err := a.(Snapshotter).RestoreSnapshot(decode); err != nil {
+		if errors.Is(decodeErr, ErrPersonalData) {
+			// Personal data that fails to decrypt (tampering, a wrong
+			// secret) is an error, not a reason to fall back silently.
+			return false, false, fmt.Errorf("load %s %q: snapshot at version %d: %w", def.name, root.id, sn.Version, decodeErr)
+		}
 		// A snapshot is a cache: fall back to replaying every event.
 		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "flux: snapshot not restored; replaying all events",
 			slog.String("aggregate_type", def.name), slog.String("stream", root.id),
@@ -372,18 +417,30 @@ func notFound(aggType, id string, opts LoadOptions) error {
 
 // decode runs the read pipeline for one record: upcast to the current
 // version, then decode into the registered Go type.
-func (r *Repository) decode(ctx context.Context, rec *Record) (any, error) {
-	ev, _, err := r.decodeEvent(ctx, rec)
-	return ev, err
-}
-
-func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (any, *eventDef, error) {
+// Personal data is decrypted last; fields of forgotten subjects are
+// listed.
+func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (ev any, d *eventDef, forgotten []string, err error) {
 	d, payload, err := r.reg.resolve(rec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	ev, err := d.decodeRecord(rec, payload)
-	return ev, d, err
+	if !d.hasPII || r.cfg.Protector == nil {
+		ev, err := d.decodeRecord(rec, payload)
+		return ev, d, nil, err
+	}
+	target := reflect.New(d.typ)
+	forgotten, err = r.cfg.Protector.Unprotect(ctx, payload, target.Interface(), "event:"+rec.EventID)
+	if err != nil {
+		if !errors.Is(err, ErrPersonalData) {
+			err = fmt.Errorf("%w: decode into %v: %v", ErrCorruptEvent, d.typ, jsonErrorWithoutValue(err))
+		}
+		return nil, nil, nil, eventError(rec, err)
+	}
+	return target.Elem().Interface(), d, forgotten, nil
+}
+
+func snapshotScope(streamID string, version int64) string {
+	return "snapshot:" + streamID + "@" + strconv.FormatInt(version, 10)
 }
 
 // Envelope is a stored event decoded into its Go type, with the record it
@@ -400,6 +457,9 @@ type Envelope struct {
 	// they differ from Record's after an upcast or rename.
 	Name    string
 	Version int
+	// Forgotten lists the personal-data fields of Event whose subject was
+	// forgotten: they hold replacement values.
+	Forgotten []string
 }
 
 // EventsOptions filter Repository.Events. The zero value reads the whole
@@ -466,12 +526,12 @@ func (r *Repository) decodeAll(ctx context.Context, records iter.Seq2[Record, er
 			yield(Envelope{}, err)
 			return
 		}
-		ev, d, err := r.decodeEvent(ctx, &rec)
+		ev, d, forgotten, err := r.decodeEvent(ctx, &rec)
 		if err != nil {
 			yield(Envelope{}, err)
 			return
 		}
-		if !yield(Envelope{Record: rec, Event: ev, Name: d.name, Version: d.version}, nil) {
+		if !yield(Envelope{Record: rec, Event: ev, Name: d.name, Version: d.version, Forgotten: forgotten}, nil) {
 			return
 		}
 	}

@@ -66,6 +66,11 @@ const (
 	// placeholders each), below the 65535 placeholders of a prepared
 	// statement, which the driver falls back to for very large statements.
 	maxRowsPerInsert = 1000
+	// maxRowsCheckedInInsert is the most events of one stream whose exact
+	// expected version is checked inside their INSERT ... SELECT (one
+	// UNION ALL member per event); larger batches read the version first
+	// and use a multi-row VALUES list, which the server parses faster.
+	maxRowsCheckedInInsert = 16
 	// commitCheckTimeout bounds the check, after a connection broke during
 	// COMMIT, of whether the append was written.
 	commitCheckTimeout = 10 * time.Second
@@ -480,13 +485,22 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 		}
 	}
 
-	// Current versions of the streams whose expectation needs them.
-	// Appends are serialised on the head, so nothing can change them until
-	// this transaction ends, and this read — the transaction's first
-	// consistent read, taken after the head lock — sees every committed
-	// append. UNIQUE (aggregate_id, version) still rejects any write that
-	// would duplicate a version, whoever makes it.
-	current, err := s.currentVersions(ctx, tx, req.Streams)
+	// An exact expectation of a stream with few events is checked by the
+	// INSERT itself: its first row is only inserted if the stream has an
+	// event at the expected version, so a missing row means the stream is
+	// behind the expectation (the unique key rejects one that is ahead).
+	// Other streams expecting a version have it read first.
+	checkInInsert := make([]bool, len(req.Streams))
+	for i := range req.Streams {
+		st := &req.Streams[i]
+		checkInInsert[i] = st.Expected > 0 && len(st.Events) <= maxRowsCheckedInInsert
+	}
+	// Appends are serialised on the head, so nothing can change the
+	// versions until this transaction ends, and this read — the
+	// transaction's first consistent read, made after the head lock — sees
+	// every committed append. UNIQUE (aggregate_id, version) still rejects
+	// any write that would duplicate a version, whoever makes it.
+	current, err := s.currentVersions(ctx, tx, req.Streams, checkInInsert)
 	if err != nil {
 		return res, err
 	}
@@ -496,13 +510,15 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 		st := &req.Streams[i]
 		switch {
 		case st.Expected == flux.Any:
-			bases[i] = current[st.StreamID]
-		case st.Expected > 0:
+			bases[i] = current[i]
+		case st.Expected > 0 && !checkInInsert[i]:
 			// Also rejects an expectation beyond the stream's version,
 			// which the unique key alone would let through with a gap.
-			if actual := current[st.StreamID]; actual != int64(st.Expected) {
+			if actual := current[i]; actual != int64(st.Expected) {
 				return res, &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
 			}
+			bases[i] = int64(st.Expected)
+		default:
 			bases[i] = int64(st.Expected)
 		}
 		res.Versions[i] = bases[i] + int64(len(st.Events))
@@ -510,29 +526,49 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 
 	res.Positions = make([]int64, 0, n)
 	var b strings.Builder
-	args := make([]any, 0, 13*min(n, maxRowsPerInsert))
+	args := make([]any, 0, 13*min(n, maxRowsPerInsert)+2)
 	for _, c := range chunks {
 		st := &req.Streams[c.stream]
+		exists := c.from == 0 && checkInInsert[c.stream]
 		b.Reset()
 		args = args[:0]
 		b.WriteString("INSERT INTO events ")
 		b.WriteString(insertColumns)
-		b.WriteString(" VALUES ")
+		if exists {
+			b.WriteString(" SELECT ?,?,?,?,?,?,?,?,?,?,?,?,? FROM DUAL WHERE EXISTS (SELECT 1 FROM events WHERE aggregate_id = ? AND version = ?)")
+		} else {
+			b.WriteString(" VALUES ")
+		}
 		for j := c.from; j < c.to; j++ {
 			e := &st.Events[j]
-			if j > c.from {
-				b.WriteByte(',')
+			switch {
+			case exists && j > c.from:
+				b.WriteString(" UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?")
+			case !exists && j > c.from:
+				b.WriteString(",(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+			case !exists:
+				b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 			args = append(args, next, e.EventID, st.StreamID, st.AggregateType, e.EventName, e.EventVersion,
 				json.RawMessage(e.Payload), extraJSON(e.Metadata.Extra), formatTime(e.OccurredAt),
 				requestID(e.Metadata.RequestID), e.Metadata.CorrelationID, e.Metadata.CausationID,
 				bases[c.stream]+int64(j)+1)
+			if exists && j == c.from {
+				args = append(args, st.StreamID, int64(st.Expected))
+			}
 			res.Positions = append(res.Positions, next)
 			next++
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		r, err := tx.ExecContext(ctx, b.String(), args...)
+		if err != nil {
 			return res, s.insertError(ctx, tx, st, err)
+		}
+		if exists {
+			if inserted, err := r.RowsAffected(); err != nil {
+				return res, err
+			} else if inserted != int64(c.to-c.from) { // the stream has no event at the expected version
+				return res, s.conflict(ctx, tx, st)
+			}
 		}
 	}
 
@@ -550,40 +586,41 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 	return res, nil
 }
 
-// currentVersions reads the versions of the streams expecting Any or an
-// exact version, in one query. Streams expecting NoStream are left to the
-// unique key.
-func (s *Store) currentVersions(ctx context.Context, tx *sql.Tx, streams []flux.StreamAppend) (map[string]int64, error) {
+// currentVersions reads the versions of the streams expecting Any, or an
+// exact version not checked by the INSERT (see appendTx), in one query.
+// Streams expecting NoStream are left to the unique key. Each stream's
+// MAX(version) is its own scalar subquery, which the optimiser answers with
+// one dive into unique_aggregate_version; a GROUP BY over an IN list would
+// scan every index entry of the streams.
+func (s *Store) currentVersions(ctx context.Context, tx *sql.Tx, streams []flux.StreamAppend, checkedInInsert []bool) (map[int]int64, error) {
 	var b strings.Builder
 	var args []any
 	for i := range streams {
-		if streams[i].Expected == flux.NoStream {
+		if streams[i].Expected == flux.NoStream || checkedInInsert[i] {
 			continue
 		}
-		if len(args) == 0 {
-			b.WriteString(`SELECT aggregate_id, MAX(version) FROM events WHERE aggregate_id IN (?`)
-		} else {
-			b.WriteString(",?")
+		if len(args) > 0 {
+			b.WriteString(" UNION ALL ")
 		}
+		fmt.Fprintf(&b, "SELECT %d, (SELECT MAX(version) FROM events WHERE aggregate_id = ?)", i)
 		args = append(args, streams[i].StreamID)
 	}
 	if len(args) == 0 {
 		return nil, nil
 	}
-	b.WriteString(") GROUP BY aggregate_id")
 	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[string]int64, len(args))
+	out := make(map[int]int64, len(args))
 	for rows.Next() {
-		var id string
-		var v int64
-		if err := rows.Scan(&id, &v); err != nil {
+		var i int
+		var v sql.NullInt64
+		if err := rows.Scan(&i, &v); err != nil {
 			return nil, err
 		}
-		out[id] = v
+		out[i] = v.Int64
 	}
 	return out, rows.Err()
 }
@@ -598,11 +635,7 @@ func (s *Store) insertError(ctx context.Context, tx *sql.Tx, st *flux.StreamAppe
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "unique_aggregate_version"):
-		actual := int64(-1)
-		if qerr := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = ?`, st.StreamID).Scan(&actual); qerr != nil {
-			actual = -1
-		}
-		return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
+		return s.conflict(ctx, tx, st)
 	case strings.Contains(msg, "unique_event_id"):
 		return fmt.Errorf("%w: stream %q: an event ID of this append is already stored (%s); event IDs must be unique", flux.ErrInvalidAppend, st.StreamID, duplicateEntry(msg))
 	case strings.Contains(msg, "PRIMARY"):
@@ -610,6 +643,16 @@ func (s *Store) insertError(ctx context.Context, tx *sql.Tx, st *flux.StreamAppe
 			st.StreamID, duplicateEntry(msg), err)
 	}
 	return err
+}
+
+// conflict builds the ConflictError for st, reading the stream's actual
+// version in the still-open transaction.
+func (s *Store) conflict(ctx context.Context, tx *sql.Tx, st *flux.StreamAppend) error {
+	actual := int64(-1)
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = ?`, st.StreamID).Scan(&actual); err != nil {
+		actual = -1
+	}
+	return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
 }
 
 // duplicateEntry extracts the value from "Duplicate entry 'x' for key 'k'".
@@ -805,7 +848,7 @@ func (s *Store) query(ctx context.Context, op, query string, args []any) iter.Se
 		dest := sc.dest()
 		for rows.Next() {
 			if err := rows.Scan(dest...); err != nil {
-				yield(flux.Record{}, fmt.Errorf("%w: mysqlstore: %s: position %d: %v", flux.ErrCorruptEvent, op, sc.rec.Position, err))
+				yield(flux.Record{}, fmt.Errorf("%w: mysqlstore: %s: position %s: %v", flux.ErrCorruptEvent, op, sc.col(colID), err))
 				return
 			}
 			rec, err := sc.record()
@@ -824,25 +867,115 @@ func (s *Store) query(ctx context.Context, op, query string, args []any) iter.Se
 }
 
 // recordScanner holds the scan destinations of one query, reused for
-// every row.
+// every row. Columns arrive as raw bytes: integers are parsed in place and
+// strings that repeat from row to row (stream ID, aggregate type, event
+// name, request, correlation and causation IDs) reuse the previous row's
+// string, so a long stream costs few allocations beyond its payloads.
 type recordScanner struct {
-	rec      flux.Record
-	metadata []byte
+	raw      [12]sql.RawBytes
+	occurred time.Time
+	prev     [6]string // interned strings, by internIndex
+	dst      []any
 }
+
+// Column order of selectColumns.
+const (
+	colID = iota
+	colStream
+	colVersion
+	colType
+	colEventID
+	colName
+	colEventVersion
+	colPayload
+	colMetadata
+	colOccurred
+	colRequest
+	colCorrelation
+	colCausation
+)
 
 func (sc *recordScanner) dest() []any {
-	r := &sc.rec
-	return []any{&r.Position, &r.StreamID, &r.StreamVersion, &r.AggregateType, &r.EventID,
-		&r.EventName, &r.EventVersion, &r.Payload, &sc.metadata, utcTime{&r.OccurredAt},
-		&r.Metadata.RequestID, &r.Metadata.CorrelationID, &r.Metadata.CausationID}
+	sc.dst = make([]any, 0, 13)
+	for i := 0; i < 13; i++ {
+		switch {
+		case i == colOccurred:
+			sc.dst = append(sc.dst, utcTime{&sc.occurred})
+		case i > colOccurred:
+			sc.dst = append(sc.dst, &sc.raw[i-1])
+		default:
+			sc.dst = append(sc.dst, &sc.raw[i])
+		}
+	}
+	return sc.dst
 }
 
-// record returns the scanned row, decoding the extra metadata.
+// col returns the raw bytes of column c (selectColumns order).
+func (sc *recordScanner) col(c int) sql.RawBytes {
+	if c > colOccurred {
+		return sc.raw[c-1]
+	}
+	return sc.raw[c]
+}
+
+// intern returns the column as a string, reusing the previous row's
+// string in slot when the bytes are equal.
+func (sc *recordScanner) intern(slot, c int) string {
+	b := sc.col(c)
+	if string(b) == sc.prev[slot] {
+		return sc.prev[slot]
+	}
+	sc.prev[slot] = string(b)
+	return sc.prev[slot]
+}
+
+func parseInt(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// record decodes the scanned row.
 func (sc *recordScanner) record() (flux.Record, error) {
-	r := sc.rec
-	r.Metadata.Extra = nil
-	if len(sc.metadata) > 0 {
-		if err := json.Unmarshal(sc.metadata, &r.Metadata.Extra); err != nil {
+	var r flux.Record
+	var ok1, ok2, ok3 bool
+	r.Position, ok1 = parseInt(sc.col(colID))
+	r.StreamVersion, ok2 = parseInt(sc.col(colVersion))
+	ev, ok3 := parseInt(sc.col(colEventVersion))
+	r.StreamID = sc.intern(0, colStream)
+	if !(ok1 && ok2 && ok3) {
+		return r, fmt.Errorf("%w: mysqlstore: stream %q: row with position %q, version %q, event version %q",
+			flux.ErrCorruptEvent, r.StreamID, sc.col(colID), sc.col(colVersion), sc.col(colEventVersion))
+	}
+	r.EventVersion = int(ev)
+	r.AggregateType = sc.intern(1, colType)
+	r.EventID = string(sc.col(colEventID))
+	r.EventName = sc.intern(2, colName)
+	r.Payload = append([]byte(nil), sc.col(colPayload)...)
+	r.OccurredAt = sc.occurred
+	r.Metadata.RequestID = sc.intern(3, colRequest)
+	r.Metadata.CorrelationID = sc.intern(4, colCorrelation)
+	r.Metadata.CausationID = sc.intern(5, colCausation)
+	if md := sc.col(colMetadata); len(md) > 0 {
+		if err := json.Unmarshal(md, &r.Metadata.Extra); err != nil {
 			return r, fmt.Errorf("%w: mysqlstore: stream %q version %d: metadata is not a JSON object of strings", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion)
 		}
 	}

@@ -68,7 +68,7 @@ func splitStatements(text string) []string {
 		}
 		cur.WriteString(line)
 		if strings.HasSuffix(trimmed, ";") {
-			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			out = append(out, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(cur.String()), ";")))
 			cur.Reset()
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 )
 
 var (
@@ -207,7 +208,13 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	s := l.store
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, s.pool.Config().ConnConfig)
+	cfg := s.pool.Config().ConnConfig
+	// Waiting for a notification is no statement the server could cancel:
+	// when ctx ends, drop the connection at once.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
 		return nil, interpretError(cctx, "wake: listen", err, "")
 	}

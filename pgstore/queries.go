@@ -49,12 +49,15 @@ func newQueries(schema string) queries {
 	// Positions count down from the log head this transaction has just
 	// advanced ($3 is the number of the append's events from this stream's
 	// first one to the append's last); versions count up from the base.
+	// The log head is read in a scalar subquery rather than joined, so that
+	// the generic plan's estimate is as cheap as a custom plan's and
+	// PostgreSQL's plan cache stops re-planning the statement on every
+	// execution (after the fifth): planning costs more than running it.
 	insert := func(base, where string) string {
 		return `WITH ins AS (
 	INSERT INTO ` + events + ` (id, event_id, aggregate_id, aggregate_type, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, version)
-	SELECT h.position - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, e.occurred_on, e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
-	FROM ` + head + ` AS h,
-		unnest($4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
+	SELECT (SELECT position FROM ` + head + `) - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, e.occurred_on, e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
+	FROM unnest($4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
 		WITH ORDINALITY AS e(event_id, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, n)` + where + `
 	RETURNING version)
 SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
@@ -75,7 +78,7 @@ SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
 	q.pruneStreamSnapshots = `DELETE FROM ` + snapshots + ` WHERE aggregate_id = $1 AND version NOT IN
 	(SELECT version FROM ` + snapshots + ` WHERE aggregate_id = $1 ORDER BY version DESC LIMIT $2)`
 
-	q.selectEvents = `SELECT id, aggregate_id, version, aggregate_type, event_id::text, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id FROM ` + events
+	q.selectEvents = `SELECT id, aggregate_id, version, aggregate_type, event_id, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id FROM ` + events
 	return q
 }
 

@@ -1,23 +1,33 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"iter"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// readPageSize is how many rows one statement of ReadStream or ReadAll
-// fetches. Reads run page after page (keyset pagination on version or
-// position), so breaking out of a range loop early leaves at most one page
-// for pgx to drain, however long the stream or log.
-const readPageSize = 1000
+// Reads run page after page (keyset pagination on version or position),
+// so breaking out of a range loop early leaves at most one page for pgx to
+// drain, however long the stream or log. Pages start small and grow, so a
+// long read costs few round trips and an early break costs at most about
+// what was read already.
+const (
+	firstPageSize = 1000
+	maxPageSize   = 16000
+)
 
 // paramList builds a statement's $n placeholders and their arguments.
 type paramList struct{ args []any }
@@ -28,7 +38,7 @@ func (p *paramList) add(v any) string {
 }
 
 // ReadStream implements flux.EventStore. Records come in version order,
-// read in pages of readPageSize rows; each page is its own statement, so a
+// read in pages (see firstPageSize); each page is its own statement, so a
 // long read also sees events appended after it began.
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts flux.ReadStreamOptions) iter.Seq2[flux.Record, error] {
 	return func(yield func(flux.Record, error) bool) {
@@ -47,13 +57,13 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts flux.ReadS
 		}
 		timeAndNames(&b, &p, opts.Since, opts.Until, opts.EventNames)
 		b.WriteString(" ORDER BY version LIMIT ")
-		b.WriteString(p.add(readPageSize))
+		b.WriteString(p.add(firstPageSize))
 		s.readPages(ctx, b.String(), p.args, afterArg, 0, func(r *flux.Record) int64 { return r.StreamVersion }, yield)
 	}
 }
 
 // ReadAll implements flux.EventStore. Records come in position order, which
-// is commit order (see Append), read in pages of readPageSize rows.
+// is commit order (see Append), read in pages (see firstPageSize).
 func (s *Store) ReadAll(ctx context.Context, opts flux.ReadAllOptions) iter.Seq2[flux.Record, error] {
 	return func(yield func(flux.Record, error) bool) {
 		if s.closed.Load() {
@@ -75,7 +85,7 @@ func (s *Store) ReadAll(ctx context.Context, opts flux.ReadAllOptions) iter.Seq2
 			b.WriteString(" AND request_id = " + p.add(opts.RequestID))
 		}
 		b.WriteString(" ORDER BY id LIMIT ")
-		b.WriteString(p.add(readPageSize))
+		b.WriteString(p.add(firstPageSize))
 		s.readPages(ctx, b.String(), p.args, 0, max(opts.Limit, 0), func(r *flux.Record) int64 { return r.Position }, yield)
 	}
 }
@@ -99,8 +109,8 @@ func timeAndNames(b *strings.Builder, p *paramList, since, until time.Time, name
 func (s *Store) readPages(ctx context.Context, query string, args []any, after, limit int, key func(*flux.Record) int64, yield func(flux.Record, error) bool) {
 	sizeArg := len(args) - 1
 	remaining := limit
-	for {
-		size := readPageSize
+	var dec decoder
+	for size := firstPageSize; ; size = min(4*size, maxPageSize) {
 		if limit > 0 {
 			size = min(size, remaining)
 		}
@@ -110,9 +120,10 @@ func (s *Store) readPages(ctx context.Context, query string, args []any, after, 
 			yield(flux.Record{}, s.fail(ctx, "read", err, ""))
 			return
 		}
+		dec.reset(rows.FieldDescriptions())
 		n := 0
 		for rows.Next() {
-			rec, err := scanRecord(rows)
+			rec, err := dec.decode(rows)
 			if err != nil {
 				rows.Close()
 				yield(flux.Record{}, err)
@@ -142,16 +153,124 @@ func (s *Store) readPages(ctx context.Context, query string, args []any, after, 
 	}
 }
 
-// scanRecord reads one row of selectEvents.
+// OIDs of the column types of selectEvents, in order, and whether the fast
+// path needs them in binary format.
+var eventColumns = [...]struct {
+	oid    uint32
+	binary bool
+}{
+	{pgtype.Int8OID, true},        // id
+	{pgtype.VarcharOID, false},    // aggregate_id
+	{pgtype.Int8OID, true},        // version
+	{pgtype.VarcharOID, false},    // aggregate_type
+	{pgtype.UUIDOID, true},        // event_id
+	{pgtype.VarcharOID, false},    // event_name
+	{pgtype.Int4OID, true},        // event_version
+	{pgtype.JSONBOID, true},       // payload
+	{pgtype.JSONOID, false},       // payload_json
+	{pgtype.JSONBOID, true},       // metadata
+	{pgtype.TimestamptzOID, true}, // occurred_on
+	{pgtype.TextOID, false},       // request_id
+	{pgtype.TextOID, false},       // correlation_id
+	{pgtype.TextOID, false},       // causation_id
+}
+
+// decoder turns rows of selectEvents into records. When the columns arrive
+// in the binary formats pgx normally asks for, it decodes the raw values
+// itself (several times cheaper than pgx's reflective Scan) and reuses the
+// strings that repeat from row to row (stream, type, event name, request
+// IDs) instead of allocating them again; otherwise it falls back to Scan.
+type decoder struct {
+	fast                                    bool
+	stream, aggType, name, req, corr, cause string
+}
+
+func (d *decoder) reset(fds []pgconn.FieldDescription) {
+	d.fast = len(fds) == len(eventColumns)
+	for i := 0; d.fast && i < len(fds); i++ {
+		c := eventColumns[i]
+		switch {
+		case fds[i].DataTypeOID != c.oid && !(c.oid == pgtype.VarcharOID && fds[i].DataTypeOID == pgtype.TextOID):
+			d.fast = false
+		case c.binary && fds[i].Format != pgtype.BinaryFormatCode:
+			d.fast = false
+		}
+	}
+}
+
+func (d *decoder) decode(rows pgx.Rows) (flux.Record, error) {
+	if !d.fast {
+		return scanRecord(rows)
+	}
+	v := rows.RawValues()
+	var r flux.Record
+	bad := func(what string) (flux.Record, error) {
+		return r, fmt.Errorf("%w: pgstore: event at position %d (stream %q version %d): %s", flux.ErrCorruptEvent, r.Position, r.StreamID, r.StreamVersion, what)
+	}
+	if len(v[0]) != 8 || len(v[2]) != 8 || len(v[6]) != 4 || len(v[4]) != 16 || len(v[10]) != 8 {
+		return bad("a column has an unexpected size")
+	}
+	r.Position = int64(binary.BigEndian.Uint64(v[0]))
+	r.StreamID = reuse(&d.stream, v[1])
+	r.StreamVersion = int64(binary.BigEndian.Uint64(v[2]))
+	r.AggregateType = reuse(&d.aggType, v[3])
+	r.EventID = uuid.Format([16]byte(v[4]))
+	r.EventName = reuse(&d.name, v[5])
+	r.EventVersion = int(int32(binary.BigEndian.Uint32(v[6])))
+	switch {
+	case v[8] != nil: // the exact copy of a payload jsonb could not hold
+		r.Payload = bytes.Clone(v[8])
+	case len(v[7]) > 0 && v[7][0] == 1: // jsonb binary format: version 1, then text
+		r.Payload = bytes.Clone(v[7][1:])
+	default:
+		return bad("payload is not jsonb version 1")
+	}
+	if m := v[9]; m != nil {
+		if len(m) == 0 || m[0] != 1 {
+			return bad("metadata is not jsonb version 1")
+		}
+		if err := decodeExtra(m[1:], &r.Metadata.Extra); err != nil {
+			return bad(err.Error())
+		}
+	}
+	us := int64(binary.BigEndian.Uint64(v[10]))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return bad("occurred_on is infinite")
+	}
+	r.OccurredAt = time.UnixMicro(pgEpochMicros + us).UTC()
+	r.Metadata.RequestID = reuse(&d.req, v[11])
+	r.Metadata.CorrelationID = reuse(&d.corr, v[12])
+	r.Metadata.CausationID = reuse(&d.cause, v[13])
+	return r, nil
+}
+
+// pgEpochMicros is 2000-01-01T00:00:00Z, PostgreSQL's epoch, in Unix
+// microseconds.
+const pgEpochMicros = 946684800 * 1000000
+
+// reuse returns *prev if it spells b, and otherwise a new string that it
+// remembers in *prev: consecutive rows of one stream or one save repeat
+// most of their text columns.
+func reuse(prev *string, b []byte) string {
+	if string(b) != *prev { // compiled without allocating
+		*prev = string(b)
+	}
+	return *prev
+}
+
+// scanRecord reads one row of selectEvents through pgx's Scan: the fallback
+// for result formats the decoder does not know.
 func scanRecord(rows pgx.Rows) (flux.Record, error) {
 	var r flux.Record
 	var payload, exact, metadata []byte
 	var occurred time.Time
-	if err := rows.Scan(&r.Position, &r.StreamID, &r.StreamVersion, &r.AggregateType, &r.EventID,
+	var eventID pgtype.UUID
+	if err := rows.Scan(&r.Position, &r.StreamID, &r.StreamVersion, &r.AggregateType, &eventID,
 		&r.EventName, &r.EventVersion, &payload, &exact, &metadata, &occurred,
 		&r.Metadata.RequestID, &r.Metadata.CorrelationID, &r.Metadata.CausationID); err != nil {
 		return r, fmt.Errorf("%w: pgstore: scan event at position %d: %v", flux.ErrCorruptEvent, r.Position, err)
 	}
+	r.EventID = uuid.Format(eventID.Bytes)
 	r.Payload = payload
 	if exact != nil {
 		r.Payload = exact

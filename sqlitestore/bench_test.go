@@ -10,6 +10,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/pii"
 )
 
 // The benchmarks compare the framework with the raw driver on the same
@@ -252,4 +253,111 @@ func BenchmarkLoadSnapshots(b *testing.B) {
 	b.Run("10000-events-snapshots", load(snap, "old", 10000, true))
 	b.Run("10049-events-snapshots", load(snap, "old-tail", 10049, true))
 	b.Run("10000-events-no-snapshots", load(noSnap, "old-nosnap", 10000, false))
+}
+
+// Profile events: the same four fields, marked as personal data or not.
+type PlainProfile struct {
+	UserID string `json:"userId"`
+	Email  string `json:"email"`
+	Name   string `json:"name"`
+	Phone  string `json:"phone"`
+	Street string `json:"street"`
+}
+
+type MarkedProfile struct {
+	UserID string `json:"userId" pii:"subject"`
+	Email  string `json:"email" pii:"data"`
+	Name   string `json:"name" pii:"data"`
+	Phone  string `json:"phone" pii:"data"`
+	Street string `json:"street" pii:"data"`
+}
+
+type Customer struct {
+	flux.Root
+	Email string
+}
+
+func (c *Customer) Apply(e any) {
+	switch e := e.(type) {
+	case PlainProfile:
+		c.Email = e.Email
+	case MarkedProfile:
+		c.Email = e.Email
+	}
+}
+
+func piiRepo(b *testing.B) *flux.Repository {
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	reg, err := flux.NewRegistry(flux.AggregateType("Customer", func() *Customer { return new(Customer) },
+		flux.EventType[PlainProfile]("PlainProfile", 1),
+		flux.EventType[MarkedProfile]("MarkedProfile", 1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	prot, err := pii.New(pii.Config{Keys: s, Secret: []byte("bench-secret-0123456789abcdefghij")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	repo, err := flux.NewRepository(flux.Config{Store: s, Registry: reg, Protector: prot})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return repo
+}
+
+func profileEvent(marked bool, id string) any {
+	p := PlainProfile{UserID: id, Email: "ada.lovelace@example.com", Name: "Augusta Ada King", Phone: "+44 20 7946 0000", Street: "12 St James's Square"}
+	if marked {
+		return MarkedProfile(p)
+	}
+	return p
+}
+
+// BenchmarkPersonalDataSave saves one event with four personal fields
+// (warm key cache) against the same event unmarked. Target ≤ 1.5× (≥ 0.67).
+func BenchmarkPersonalDataSave(b *testing.B) {
+	for _, variant := range []string{"baseline", "marked"} {
+		b.Run(variant, func(b *testing.B) {
+			repo := piiRepo(b)
+			ctx := context.Background()
+			c := new(Customer)
+			c.SetID("cust-1")
+			for i := 0; i < b.N; i++ {
+				flux.Raise(c, profileEvent(variant == "marked", "cust-1"))
+				if err := repo.Save(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPersonalDataLoad100 loads a 100-event aggregate whose events
+// have four personal fields (warm key cache) against the same unmarked.
+func BenchmarkPersonalDataLoad100(b *testing.B) {
+	for _, variant := range []string{"baseline", "marked"} {
+		b.Run(variant, func(b *testing.B) {
+			repo := piiRepo(b)
+			ctx := context.Background()
+			c := new(Customer)
+			c.SetID("cust-1")
+			for i := 0; i < 100; i++ {
+				flux.Raise(c, profileEvent(variant == "marked", "cust-1"))
+			}
+			if err := repo.Save(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got, err := flux.Load[*Customer](ctx, repo, "cust-1")
+				if err != nil || got.Email != "ada.lovelace@example.com" {
+					b.Fatalf("load = %+v, %v", got, err)
+				}
+			}
+		})
+	}
 }

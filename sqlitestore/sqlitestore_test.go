@@ -13,6 +13,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/pii/piitest"
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/sqlitestore"
 	"github.com/fluxcapacitor/flux/storetest"
@@ -142,4 +143,63 @@ func TestWakeSignalsAfterAppend(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no wake-up after an append")
 	}
+}
+
+func TestNoPersonalDataInClear(t *testing.T) {
+	piitest.Run(t, piitest.Harness{
+		New: func(t *testing.T) flux.EventStore { return openTemp(t, nil) },
+		Dump: func(t *testing.T, es flux.EventStore) []byte {
+			return dumpTables(t, es.(*sqlitestore.Store).DB())
+		},
+	})
+}
+
+// dumpTables returns every row of every table, as text.
+func dumpTables(t *testing.T, db *sql.DB) []byte {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	var b strings.Builder
+	for _, table := range tables {
+		rows, err := db.QueryContext(ctx, `SELECT * FROM "`+table+`"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s:", table)
+			for _, v := range vals {
+				if bs, ok := v.([]byte); ok {
+					v = string(bs)
+				}
+				fmt.Fprintf(&b, " %v", v)
+			}
+			b.WriteByte('\n')
+		}
+		rows.Close()
+	}
+	if len(tables) < 6 {
+		t.Fatalf("only %d tables: %v", len(tables), tables)
+	}
+	return []byte(b.String())
 }

@@ -1,0 +1,62 @@
+package pii
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fluxcapacitor/flux"
+)
+
+// Errors of personal-data protection. Every error this package returns for
+// data (not configuration) also matches flux.ErrPersonalData.
+var (
+	// ErrWrongSecret: a data key was wrapped by another key-encryption
+	// secret than the configured one. Set KEY_MANAGEMENT_SECRET to the
+	// secret the keys were created with (or rotate from it).
+	ErrWrongSecret = errors.New("pii: data key was wrapped with another secret")
+
+	// ErrTampered: a ciphertext (or a wrapped key) does not authenticate —
+	// it was modified, or copied from another subject, event or field.
+	ErrTampered = errors.New("pii: ciphertext does not authenticate")
+
+	// ErrNoSubject: a value has personal data but no data subject: add a
+	// `pii:"subject"` string field or a PersonalDataSubject() method, and
+	// make sure it is not empty.
+	ErrNoSubject = errors.New("pii: personal data without a subject")
+
+	// ErrUnsupportedField: a field is marked in a way that cannot be
+	// protected (a kind JSON cannot encode, a field JSON does not store,
+	// personal data inside map values, a non-string subject).
+	ErrUnsupportedField = errors.New("pii: unsupported personal data field")
+
+	// ErrBadEnvelope: a stored value looks like a ciphertext envelope but
+	// is malformed.
+	ErrBadEnvelope = errors.New("pii: malformed ciphertext envelope")
+)
+
+// FieldError names the field (as a JSON path such as "address.street" or
+// "children[2].name"), the Go type and the subject a failure is about —
+// never the value. It matches flux.ErrPersonalData and its cause.
+type FieldError struct {
+	Type    string
+	Field   string
+	Subject string
+	Err     error
+}
+
+func (e *FieldError) Error() string {
+	subject := ""
+	if e.Subject != "" {
+		subject = fmt.Sprintf(" of subject %q", e.Subject)
+	}
+	field := ""
+	if e.Field != "" {
+		field = " field " + e.Field
+	}
+	return fmt.Sprintf("pii: %s%s%s: %v", e.Type, field, subject, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Is makes every FieldError match flux.ErrPersonalData.
+func (e *FieldError) Is(target error) bool { return target == flux.ErrPersonalData }

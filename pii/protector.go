@@ -1,0 +1,548 @@
+package pii
+
+import (
+	"container/list"
+	"context"
+	"crypto/cipher"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fluxcapacitor/flux"
+)
+
+// SecretEnv is the environment variable holding the key-encryption
+// secret, named as in the PHP library.
+const SecretEnv = "KEY_MANAGEMENT_SECRET"
+
+// SecretFromEnv reads the key-encryption secret from KEY_MANAGEMENT_SECRET.
+func SecretFromEnv() ([]byte, error) {
+	s := os.Getenv(SecretEnv)
+	if s == "" {
+		return nil, fmt.Errorf("pii: %s is not set; it holds the secret that wraps every data key", SecretEnv)
+	}
+	return []byte(s), nil
+}
+
+// Config configures a Protector. Keys and Secret are required.
+type Config struct {
+	// Keys stores the wrapped data keys: the event store's database
+	// (sqlitestore, pgstore, mysqlstore, memstore all implement KeyStore).
+	Keys KeyStore
+	// Secret derives the key-encryption key that wraps every data key
+	// (KEY_MANAGEMENT_SECRET). At least MinSecretLength bytes.
+	Secret []byte
+	// Replacement is what a string field of a forgotten subject reads as.
+	// Fields of other kinds read as their zero value. Default "".
+	Replacement string
+	// CacheSize bounds the number of unwrapped data keys kept in memory.
+	// Default 10,000.
+	CacheSize int
+	// CacheTTL is how long a cached key is trusted before it is read
+	// again: the longest time a Forget by another process may go unnoticed
+	// here (a Forget through this Protector takes effect at once).
+	// Default 1 minute.
+	CacheTTL time.Duration
+	// Clock stamps key creation and forgetting. Default time.Now.
+	Clock func() time.Time
+	// Logger receives diagnostics (never values). Default: discard.
+	Logger *slog.Logger
+}
+
+// Protector implements flux.DataProtector: it encrypts fields tagged
+// `pii:"data"` with AES-256-GCM under a data key per subject, and forgets a
+// subject by deleting its key. It is safe for concurrent use.
+type Protector struct {
+	cfg Config
+	kek *kek
+
+	mu       sync.Mutex
+	cache    map[string]*list.Element // subject -> *cacheEntry
+	lru      *list.List
+	inflight map[string]*keyCall
+
+	stats struct {
+		keyReads, keyCreates, cacheHits, encrypted, decrypted, forgottenReads, failures atomic.Int64
+	}
+}
+
+var _ flux.DataProtector = (*Protector)(nil)
+
+type cacheEntry struct {
+	subject   string
+	aead      cipher.AEAD // nil when forgotten or missing
+	forgotten bool        // tombstoned: permanent
+	missing   bool        // no key and no tombstone: never cached
+	at        time.Time
+}
+
+type keyCall struct {
+	done  chan struct{}
+	entry *cacheEntry
+	err   error
+}
+
+// New returns a Protector.
+func New(cfg Config) (*Protector, error) {
+	var errs []error
+	if cfg.Keys == nil {
+		errs = append(errs, errors.New("pii: Config.Keys is nil; pass the event store (it implements pii.KeyStore)"))
+	}
+	k, err := newKEK(cfg.Secret)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 10_000
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Protector{cfg: cfg, kek: k, cache: map[string]*list.Element{}, lru: list.New(), inflight: map[string]*keyCall{}}, nil
+}
+
+// Stats counts what a Protector did since it was created.
+type Stats struct {
+	// KeyReads and KeyCreates count key-store round trips.
+	KeyReads, KeyCreates int64
+	// CacheHits counts data-key lookups served from memory.
+	CacheHits int64
+	// Encrypted and Decrypted count field values.
+	Encrypted, Decrypted int64
+	// ForgottenReads counts field values read as replacements.
+	ForgottenReads int64
+	// Failures counts values that failed to decrypt (tampered, wrong secret).
+	Failures int64
+}
+
+// Stats returns the counters.
+func (p *Protector) Stats() Stats {
+	return Stats{
+		KeyReads: p.stats.keyReads.Load(), KeyCreates: p.stats.keyCreates.Load(), CacheHits: p.stats.cacheHits.Load(),
+		Encrypted: p.stats.encrypted.Load(), Decrypted: p.stats.decrypted.Load(),
+		ForgottenReads: p.stats.forgottenReads.Load(), Failures: p.stats.failures.Load(),
+	}
+}
+
+// Protect implements flux.DataProtector.
+func (p *Protector) Protect(ctx context.Context, v any, data []byte, scope string) ([]byte, error) {
+	if v == nil {
+		return data, nil
+	}
+	pl := planFor(reflect.TypeOf(v))
+	if pl.err != nil {
+		return nil, pl.err
+	}
+	if len(pl.fields) == 0 {
+		return data, nil
+	}
+	subject := pl.subjectOf(reflect.ValueOf(v))
+	if subject == "" {
+		return nil, &FieldError{Type: pl.typeName, Err: fmt.Errorf("%w: add a pii:\"subject\" field or a PersonalDataSubject() method, and set it", ErrNoSubject)}
+	}
+	entry, err := p.key(ctx, subject, true)
+	if err != nil {
+		return nil, &FieldError{Type: pl.typeName, Subject: subject, Err: err}
+	}
+	if entry.forgotten {
+		return nil, &FieldError{Type: pl.typeName, Subject: subject, Err: fmt.Errorf("%w: refusing to store new personal data of a forgotten subject", ErrForgotten)}
+	}
+	obj, err := flux.ParsePayload(data)
+	if err != nil {
+		return nil, &FieldError{Type: pl.typeName, Err: fmt.Errorf("%w: %v", ErrUnsupportedField, err)}
+	}
+	for _, f := range pl.fields {
+		err := transformField(obj, f.path, "", func(field string, raw []byte) ([]byte, error) {
+			if isNull(raw) {
+				return raw, nil
+			}
+			sealed, err := seal(entry.aead, raw, appendValueAAD(nil, subject, scope, field))
+			if err != nil {
+				return nil, err
+			}
+			p.stats.encrypted.Add(1)
+			return formatEnvelope(sealed), nil
+		})
+		if err != nil {
+			return nil, &FieldError{Type: pl.typeName, Field: f.name(), Subject: subject, Err: err}
+		}
+	}
+	return obj.Bytes(), nil
+}
+
+// Unprotect implements flux.DataProtector.
+func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scope string) ([]string, error) {
+	tv := reflect.ValueOf(target)
+	if tv.Kind() != reflect.Pointer || tv.IsNil() {
+		return nil, fmt.Errorf("%w: pii: decode target %T is not a non-nil pointer", flux.ErrPersonalData, target)
+	}
+	pl := planFor(tv.Type())
+	if pl.err != nil {
+		return nil, pl.err
+	}
+	if len(pl.fields) == 0 {
+		return nil, json.Unmarshal(data, target)
+	}
+	obj, err := flux.ParsePayload(data)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := pl.subjectFromJSON(obj, target)
+	if err != nil {
+		return nil, err
+	}
+	var entry *cacheEntry
+	var forgotten []string
+	var aad []byte
+	for _, f := range pl.fields {
+		err := transformField(obj, f.path, "", func(field string, raw []byte) ([]byte, error) {
+			sealed, ok, err := ParseEnvelope(raw)
+			if err != nil || !ok {
+				return raw, err // a value stored before it was marked stays as it is
+			}
+			if subject == "" {
+				return nil, fmt.Errorf("%w: the value is encrypted but the subject is empty", ErrNoSubject)
+			}
+			if entry == nil {
+				if entry, err = p.key(ctx, subject, false); err != nil {
+					return nil, err
+				}
+			}
+			if entry.forgotten || entry.missing {
+				p.stats.forgottenReads.Add(1)
+				forgotten = append(forgotten, field)
+				if f.isString {
+					return json.Marshal(p.cfg.Replacement)
+				}
+				return []byte("null"), nil
+			}
+			aad = appendValueAAD(aad[:0], subject, scope, field)
+			plain, err := open(entry.aead, sealed, aad)
+			if err != nil {
+				p.stats.failures.Add(1)
+				return nil, fmt.Errorf("%w: it was modified or copied from another subject, event or field", ErrTampered)
+			}
+			p.stats.decrypted.Add(1)
+			return plain, nil
+		})
+		if err != nil {
+			if !errors.Is(err, ErrTampered) {
+				p.stats.failures.Add(1)
+			}
+			return nil, &FieldError{Type: pl.typeName, Field: f.name(), Subject: subject, Err: err}
+		}
+	}
+	if err := json.Unmarshal(obj.Bytes(), target); err != nil {
+		return nil, err
+	}
+	return forgotten, nil
+}
+
+func isNull(raw []byte) bool { return string(raw) == "null" }
+
+// plainString returns the value of a JSON string without escapes.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c == '\\' || c == '"' || c < 0x20 {
+			return "", false
+		}
+	}
+	return string(raw[1 : len(raw)-1]), true
+}
+
+// transformField applies fn to the value at path inside obj; field is the
+// concrete path so far ("children[2].name"). Missing or null parents are
+// left alone.
+func transformField(obj *flux.Payload, path []string, field string, fn func(field string, raw []byte) ([]byte, error)) error {
+	raw, ok := obj.Raw(path[0])
+	if !ok {
+		return nil
+	}
+	name := path[0]
+	if field != "" {
+		name = field + "." + path[0]
+	}
+	out, err := transformValue(raw, path[1:], name, fn)
+	if err != nil {
+		return err
+	}
+	obj.SetRaw(path[0], out)
+	return nil
+}
+
+func transformValue(raw []byte, path []string, field string, fn func(string, []byte) ([]byte, error)) ([]byte, error) {
+	if len(path) == 0 {
+		return fn(field, raw)
+	}
+	if isNull(raw) {
+		return raw, nil
+	}
+	if path[0] == "[]" {
+		elems, err := flux.SplitArray(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s is not an array: %v", ErrUnsupportedField, field, err)
+		}
+		out := make([]json.RawMessage, len(elems))
+		for i, e := range elems {
+			if out[i], err = transformValue(e, path[1:], field+"["+strconv.Itoa(i)+"]", fn); err != nil {
+				return nil, err
+			}
+		}
+		return flux.JoinArray(out), nil
+	}
+	inner, err := flux.ParsePayload(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not an object: %v", ErrUnsupportedField, field, err)
+	}
+	if err := transformField(inner, path, field, fn); err != nil {
+		return nil, err
+	}
+	return inner.Bytes(), nil
+}
+
+// subjectOf reads the subject from a Go value.
+func (pl *plan) subjectOf(v reflect.Value) string {
+	if pl.method {
+		if s, ok := v.Interface().(HasSubject); ok {
+			return s.PersonalDataSubject()
+		}
+		if v.Kind() != reflect.Pointer {
+			ptr := reflect.New(v.Type())
+			ptr.Elem().Set(v)
+			return ptr.Interface().(HasSubject).PersonalDataSubject()
+		}
+		return ""
+	}
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return ""
+		}
+		v = v.Elem()
+	}
+	f, err := v.FieldByIndexErr(pl.subjectIdx)
+	if err != nil || pl.subjectIdx == nil {
+		return ""
+	}
+	return f.String()
+}
+
+// subjectFromJSON finds the subject of stored data: the subject field, or
+// the PersonalDataSubject method of target decoded without its encrypted
+// values.
+func (pl *plan) subjectFromJSON(obj *flux.Payload, target any) (string, error) {
+	if pl.subjectKey != "" {
+		raw, ok := obj.Raw(pl.subjectKey)
+		if !ok || isNull(raw) {
+			return "", nil
+		}
+		if plain, ok := plainString(raw); ok {
+			return plain, nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", &FieldError{Type: pl.typeName, Field: pl.subjectKey, Err: fmt.Errorf("%w: the subject is not a string", ErrNoSubject)}
+		}
+		return s, nil
+	}
+	if !pl.method {
+		return "", nil
+	}
+	if s := pl.subjectOf(reflect.ValueOf(target)); s != "" {
+		return s, nil // already known (an aggregate restoring its snapshot)
+	}
+	stripped, err := flux.ParsePayload(obj.Bytes())
+	if err != nil {
+		return "", err
+	}
+	for _, f := range pl.fields {
+		_ = transformField(stripped, f.path, "", func(_ string, raw []byte) ([]byte, error) {
+			if _, ok, _ := ParseEnvelope(raw); ok {
+				return []byte("null"), nil
+			}
+			return raw, nil
+		})
+	}
+	if err := json.Unmarshal(stripped.Bytes(), target); err != nil {
+		return "", err
+	}
+	return pl.subjectOf(reflect.ValueOf(target)), nil
+}
+
+// key returns the subject's data key, from the cache or the store. With
+// create, a subject without a key gets one. Concurrent lookups of one
+// subject share one store round trip.
+func (p *Protector) key(ctx context.Context, subject string, create bool) (*cacheEntry, error) {
+	now := p.cfg.Clock()
+	p.mu.Lock()
+	if el, ok := p.cache[subject]; ok {
+		e := el.Value.(*cacheEntry)
+		if e.forgotten || now.Sub(e.at) < p.cfg.CacheTTL {
+			p.lru.MoveToFront(el)
+			p.mu.Unlock()
+			p.stats.cacheHits.Add(1)
+			return e, nil
+		}
+	}
+	if c, ok := p.inflight[subject]; ok {
+		p.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err != nil {
+			return nil, c.err
+		}
+		if create && c.entry.missing {
+			return p.key(ctx, subject, create) // that lookup found no key; create one
+		}
+		return c.entry, nil
+	}
+	c := &keyCall{done: make(chan struct{})}
+	p.inflight[subject] = c
+	p.mu.Unlock()
+
+	c.entry, c.err = p.fetch(ctx, subject, create, now)
+	p.mu.Lock()
+	delete(p.inflight, subject)
+	if c.err == nil && !c.entry.missing {
+		p.put(c.entry)
+	}
+	p.mu.Unlock()
+	close(c.done)
+	return c.entry, c.err
+}
+
+func (p *Protector) fetch(ctx context.Context, subject string, create bool, now time.Time) (*cacheEntry, error) {
+	p.stats.keyReads.Add(1)
+	stored, err := p.cfg.Keys.LoadKey(ctx, subject)
+	switch {
+	case errors.Is(err, ErrForgotten):
+		return &cacheEntry{subject: subject, forgotten: true, at: now}, nil
+	case errors.Is(err, ErrKeyNotFound) && !create:
+		// Documented: a missing key reads like a forgotten one (the PHP
+		// library forgot by deleting keys), but is not cached as such.
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "pii: encrypted data of a subject without a key reads as forgotten", slog.String("subject", subject))
+		return &cacheEntry{subject: subject, missing: true, at: now}, nil
+	case errors.Is(err, ErrKeyNotFound):
+		dk, err := newDataKey()
+		if err != nil {
+			return nil, err
+		}
+		wrapped, err := p.kek.wrap(subject, dk)
+		if err != nil {
+			return nil, err
+		}
+		p.stats.keyCreates.Add(1)
+		if stored, err = p.cfg.Keys.CreateKey(ctx, StoredKey{Subject: subject, Wrapped: wrapped, CreatedAt: now, UpdatedAt: now}); err != nil {
+			if errors.Is(err, ErrForgotten) {
+				return &cacheEntry{subject: subject, forgotten: true, at: now}, nil
+			}
+			return nil, fmt.Errorf("pii: create the data key of subject %q: %w", subject, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("pii: load the data key of subject %q: %w", subject, err)
+	}
+	dk, err := p.kek.unwrap(subject, stored.Wrapped)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(dk)
+	if err != nil {
+		return nil, err
+	}
+	return &cacheEntry{subject: subject, aead: aead, at: now}, nil
+}
+
+// put caches e; the caller holds p.mu.
+func (p *Protector) put(e *cacheEntry) {
+	if el, ok := p.cache[e.subject]; ok {
+		el.Value = e
+		p.lru.MoveToFront(el)
+		return
+	}
+	p.cache[e.subject] = p.lru.PushFront(e)
+	for p.lru.Len() > p.cfg.CacheSize {
+		old := p.lru.Back()
+		p.lru.Remove(old)
+		delete(p.cache, old.Value.(*cacheEntry).subject)
+	}
+}
+
+// ForgetOptions records who asked to forget a subject and why.
+type ForgetOptions struct {
+	// By names who requested it: an operator, a service. Free text; do not
+	// put personal data here.
+	By string
+	// Reason is free text, such as a ticket number.
+	Reason string
+}
+
+// Forget deletes the subject's data key and records that it was forgotten
+// (who and when). Afterwards the subject's personal data reads as
+// replacement values everywhere — events, snapshots, the global log — and
+// no new personal data can be stored for it. It cannot be undone.
+func (p *Protector) Forget(ctx context.Context, subject string, opts ForgetOptions) error {
+	if subject == "" {
+		return fmt.Errorf("%w: pii: forget: subject is empty", flux.ErrPersonalData)
+	}
+	now := p.cfg.Clock()
+	if err := p.cfg.Keys.ForgetSubject(ctx, Forgetting{Subject: subject, At: now, By: opts.By, Reason: opts.Reason}); err != nil {
+		return fmt.Errorf("pii: forget subject %q: %w", subject, err)
+	}
+	p.mu.Lock()
+	p.put(&cacheEntry{subject: subject, forgotten: true, at: now})
+	p.mu.Unlock()
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "pii: subject forgotten", slog.String("subject", subject), slog.String("by", opts.By))
+	return nil
+}
+
+// RotateSecret re-wraps every data key in keys from oldSecret to
+// newSecret in one transaction; events and snapshots are not touched,
+// since their data keys do not change. Run it, then restart the
+// application with the new secret. It returns how many keys were
+// re-wrapped; keys already wrapped by the new secret are left as they are.
+func RotateSecret(ctx context.Context, keys KeyStore, oldSecret, newSecret []byte, now time.Time) (int, error) {
+	from, err := newKEK(oldSecret)
+	if err != nil {
+		return 0, fmt.Errorf("pii: rotate: old secret: %w", err)
+	}
+	to, err := newKEK(newSecret)
+	if err != nil {
+		return 0, fmt.Errorf("pii: rotate: new secret: %w", err)
+	}
+	return keys.RewrapKeys(ctx, func(k StoredKey) (StoredKey, error) {
+		if _, err := to.unwrap(k.Subject, k.Wrapped); err == nil {
+			return k, nil
+		}
+		dk, err := from.unwrap(k.Subject, k.Wrapped)
+		if err != nil {
+			return k, err
+		}
+		if k.Wrapped, err = to.wrap(k.Subject, dk); err != nil {
+			return k, err
+		}
+		k.UpdatedAt = now
+		return k, nil
+	})
+}
