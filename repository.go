@@ -29,6 +29,9 @@ type Config struct {
 	NewID func() string
 	// Logger receives diagnostics. Default: discard.
 	Logger *slog.Logger
+	// Publisher receives the events of every successful save, after the
+	// commit (see EventBus). Default: none.
+	Publisher Publisher
 	// Protector encrypts fields marked as personal data (see package pii).
 	// Required when a registered event type has `pii:"data"` fields, so
 	// that personal data can never be stored in clear by omission.
@@ -112,12 +115,38 @@ func (r *Repository) Registry() *Registry { return r.reg }
 // WithCorrelationID, WithCausationID, WithMetadata). Without a correlation
 // ID the request ID is used, or else the first event's ID, so the events of
 // one save always share one.
+//
+// Inside a command handler run by a CommandBus, Save joins the command's
+// unit of work instead: the aggregates are saved with every other one the
+// command touched, atomically, when the handler returns.
+//
+// With a Publisher configured, the saved events are then published; if an
+// event handler fails, Save returns a *PublishError (matching ErrPublish):
+// the events are stored all the same.
 func (r *Repository) Save(ctx context.Context, aggs ...Aggregate) error {
+	if u := uowFrom(ctx); u != nil && u.repo == r {
+		return u.track(aggs...)
+	}
+	return r.save(ctx, aggs, nil)
+}
+
+// save appends the aggregates' pending events (and the idempotency record,
+// when set) in one transaction, then publishes them.
+func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *IdempotencyRecord) error {
 	req, roots, err := r.prepare(ctx, aggs)
-	if err != nil || len(req.Streams) == 0 {
+	if err != nil {
 		return err
 	}
-	if _, err := r.store.Append(ctx, req); err != nil {
+	req.Idempotency = idem
+	if len(req.Streams) == 0 && idem == nil {
+		return nil
+	}
+	var published []Envelope
+	if r.cfg.Publisher != nil {
+		published = pendingEnvelopes(req, roots)
+	}
+	res, err := r.store.Append(ctx, req)
+	if err != nil {
 		return err
 	}
 	for _, root := range roots {
@@ -130,7 +159,33 @@ func (r *Repository) Save(ctx context.Context, aggs ...Aggregate) error {
 			}
 		}
 	}
-	return nil
+	if len(published) == 0 {
+		return nil
+	}
+	for i := range published {
+		published[i].Position = res.Positions[i]
+	}
+	return r.cfg.Publisher.Publish(withoutUnitOfWork(ctx), published)
+}
+
+// pendingEnvelopes builds, before the append, the envelopes of the events
+// about to be stored (positions are filled in after it).
+func pendingEnvelopes(req AppendRequest, roots []*Root) []Envelope {
+	var out []Envelope
+	for i, st := range req.Streams {
+		root := roots[i]
+		for j, e := range st.Events {
+			out = append(out, Envelope{
+				Record: Record{
+					StreamID: st.StreamID, StreamVersion: root.committedVersion() + int64(j) + 1, AggregateType: st.AggregateType,
+					EventID: e.EventID, EventName: e.EventName, EventVersion: e.EventVersion,
+					Payload: e.Payload, Metadata: e.Metadata, OccurredAt: e.OccurredAt,
+				},
+				Event: root.pending[j], Name: e.EventName, Version: e.EventVersion,
+			})
+		}
+	}
+	return out
 }
 
 func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendRequest, []*Root, error) {
@@ -251,7 +306,30 @@ type LoadOptions struct {
 // ErrAggregateTypeMismatch when the stream belongs to another type.
 //
 //	user, err := flux.Load[*User](ctx, repo, id)
+//
+// Inside a command handler the loaded aggregate is tracked by the command's
+// unit of work and saved when the handler returns; loading it again in the
+// same command returns the same instance.
 func Load[A Aggregate](ctx context.Context, r *Repository, id string) (A, error) {
+	if u := uowFrom(ctx); u != nil && u.repo == r {
+		if a, ok := u.lookup(id); ok {
+			typed, ok := a.(A)
+			if !ok {
+				var zero A
+				return zero, errorf(ErrAggregateTypeMismatch, "aggregate %q is tracked as %T, not %v", id, a, reflect.TypeFor[A]())
+			}
+			return typed, nil
+		}
+		a, err := loadAs[A](ctx, r, id, LoadOptions{})
+		if err != nil {
+			return a, err
+		}
+		if err := u.track(a); err != nil {
+			var zero A
+			return zero, err
+		}
+		return a, nil
+	}
 	return loadAs[A](ctx, r, id, LoadOptions{})
 }
 

@@ -10,9 +10,10 @@
 //	}
 //
 // The given events go through the same path as production data: they are
-// encoded, stored in a memstore and the aggregate is loaded from it, so an
-// unregistered event or one that does not survive JSON fails the test.
-// The events the behaviour raises are saved the same way.
+// encoded (personal data encrypted), stored in a memstore and the aggregate
+// is loaded from it, so an unregistered event or one that does not survive
+// JSON fails the test. The events the behaviour raises are saved the same
+// way.
 package fluxtest
 
 import (
@@ -26,6 +27,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/memstore"
+	"github.com/fluxcapacitor/flux/pii"
 )
 
 // DefaultID is the aggregate ID fixtures use unless WithID sets another.
@@ -75,7 +77,12 @@ func (f *Fixture[A]) When(behaviour func(a A) error) *Result[A] {
 	ctx := context.Background()
 	store := memstore.New()
 	now := f.clock
-	repo, err := flux.NewRepository(flux.Config{Store: store, Registry: f.reg, Clock: func() time.Time {
+	// Personal data is encrypted as in production, under a test secret.
+	prot, err := pii.New(pii.Config{Keys: store, Secret: []byte("fluxtest-secret-not-for-production")})
+	if err != nil {
+		f.t.Fatalf("fluxtest: %v", err)
+	}
+	repo, err := flux.NewRepository(flux.Config{Store: store, Registry: f.reg, Protector: prot, Clock: func() time.Time {
 		now = now.Add(time.Second)
 		return now
 	}})

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,32 +34,7 @@ func TestDemoOutput(t *testing.T) {
 	if code := m.Run(context.Background(), []string{"demo", "--db", db}); code != 0 {
 		t.Fatalf("exit %d, stderr: %s", code, errOut)
 	}
-	want := `FluxCapacitor demo on the embedded SQLite store at ` + db + `
-
-1. Ada signs up
-   stored UserSignedUp as version 1 of 00000000-0000-4000-8000-000000000002 at 2026-11-24 12:00
-
-2. Ada changes her first name to Augusta
-   stored UserFirstnameChanged as version 2 of 00000000-0000-4000-8000-000000000002 at 2026-11-24 13:00
-
-3. Ada marries and changes her last name to King
-   stored UserLastnameChanged as version 3 of 00000000-0000-4000-8000-000000000002 at 2026-11-24 14:00
-
-4. Load the user now, and as she was at 2026-11-24 13:30
-   now:      Augusta King <ada@example.com>, version 3
-   at 13:30: Augusta Byron <ada@example.com>, version 2
-
-5. The stored events, from the global log
-   POS  STREAM     VER  EVENT                    OCCURRED (UTC)    REQUEST        PAYLOAD
-   1    00000000…  1    UserSignedUp v1          2026-11-24 12:00  demo-00000000  {"userId":"00000000-0000-4000-8000-000000000002","email":"ada@example.com","firstname":"Ada","lastname":"Byron","languagePreference":"en","isConsentGiven":true,"roles":["ROLE_USER"]}
-   2    00000000…  2    UserFirstnameChanged v1  2026-11-24 13:00  demo-00000000  {"userId":"00000000-0000-4000-8000-000000000002","firstname":"Augusta"}
-   3    00000000…  3    UserLastnameChanged v1   2026-11-24 14:00  demo-00000000  {"userId":"00000000-0000-4000-8000-000000000002","lastname":"King"}
-
-The demo database is kept at ` + db + `.
-`
-	if got := out.String(); got != want {
-		t.Fatalf("demo output differs.\n--- got ---\n%s\n--- want ---\n%s", got, want)
-	}
+	golden(t, "demo.golden", strings.ReplaceAll(out.String(), db, "$DB"))
 }
 
 func TestDemoWithoutDBUsesATemporaryFile(t *testing.T) {
@@ -96,5 +73,29 @@ func TestCommandLineErrors(t *testing.T) {
 				t.Fatalf("error is not one line: %q", errOut)
 			}
 		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("output differs from %s (run go test -update after checking it).\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
 	}
 }

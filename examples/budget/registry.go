@@ -12,6 +12,14 @@ func Definitions() []flux.Definition {
 			flux.EventType[UserLastnameChanged]("UserLastnameChanged", 1),
 			flux.EventType[UserDeleted]("UserDeleted", 1),
 		),
+		flux.AggregateType("BudgetEnvelope", func() *BudgetEnvelope { return new(BudgetEnvelope) },
+			flux.EventType[BudgetEnvelopeAdded]("BudgetEnvelopeAdded", 1),
+			flux.EventType[BudgetEnvelopeRenamed]("BudgetEnvelopeRenamed", 1),
+			flux.EventType[BudgetEnvelopeCredited]("BudgetEnvelopeCredited", 1),
+			flux.EventType[BudgetEnvelopeDebited]("BudgetEnvelopeDebited", 1),
+			flux.Snapshots(flux.SnapshotPolicy{Every: 10, Keep: 2}),
+		),
+		flux.UniqueClaims(), // the e-mail and envelope-name registries
 	}
 }
 

@@ -17,26 +17,28 @@ var (
 
 // UserSignedUp is the first event of a user (the seed's
 // UserSignedUpDomainEvent_v1).
+// Personal data is marked as in the PHP library (#[PersonalData]) and
+// encrypted per user.
 type UserSignedUp struct {
-	UserID             string   `json:"userId"`
-	Email              string   `json:"email"`
-	Firstname          string   `json:"firstname"`
-	Lastname           string   `json:"lastname"`
-	LanguagePreference string   `json:"languagePreference"`
+	UserID             string   `json:"userId" pii:"subject"`
+	Email              string   `json:"email" pii:"data"`
+	Firstname          string   `json:"firstname" pii:"data"`
+	Lastname           string   `json:"lastname" pii:"data"`
+	LanguagePreference string   `json:"languagePreference" pii:"data"`
 	IsConsentGiven     bool     `json:"isConsentGiven"`
 	Roles              []string `json:"roles"`
 }
 
 // UserFirstnameChanged records a new first name.
 type UserFirstnameChanged struct {
-	UserID    string `json:"userId"`
-	Firstname string `json:"firstname"`
+	UserID    string `json:"userId" pii:"subject"`
+	Firstname string `json:"firstname" pii:"data"`
 }
 
 // UserLastnameChanged records a new last name.
 type UserLastnameChanged struct {
-	UserID   string `json:"userId"`
-	Lastname string `json:"lastname"`
+	UserID   string `json:"userId" pii:"subject"`
+	Lastname string `json:"lastname" pii:"data"`
 }
 
 // UserDeleted records that the user closed their account.
@@ -56,8 +58,8 @@ type User struct {
 	Deleted            bool
 }
 
-// SignUp creates a user.
-func SignUp(id, email, firstname, lastname, language string, consent bool) (*User, error) {
+// RegisterUser creates a user (the command handler of SignUp calls it).
+func RegisterUser(id, email, firstname, lastname, language string, consent bool) (*User, error) {
 	var problems []string
 	if id == "" {
 		problems = append(problems, "id is empty")

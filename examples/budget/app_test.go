@@ -1,0 +1,175 @@
+package budget_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/examples/budget"
+	"github.com/fluxcapacitor/flux/memstore"
+)
+
+const secret = "budget-test-secret-0123456789abcd"
+
+func newApp(t *testing.T) (*budget.App, *memstore.Store) {
+	t.Helper()
+	store := memstore.New()
+	app, err := budget.NewApp(budget.Config{Store: store, Secret: []byte(secret),
+		Retry: flux.RetryOptions{MaxAttempts: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app, store
+}
+
+func do(t *testing.T, app *budget.App, cmds ...any) {
+	t.Helper()
+	for _, c := range cmds {
+		if err := app.Commands.Dispatch(context.Background(), c); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+}
+
+func envelope(t *testing.T, app *budget.App, id string) budget.EnvelopeView {
+	t.Helper()
+	v, err := flux.Ask[budget.EnvelopeView](context.Background(), app.Queries, budget.GetEnvelope{EnvelopeID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func signUp(id, email string) budget.SignUp {
+	return budget.SignUp{UserID: id, Email: email, Firstname: "Ada", Lastname: "Byron", Language: "en", Consent: true}
+}
+
+func TestSignUpKeepsEmailsUnique(t *testing.T) {
+	t.Parallel()
+	app, store := newApp(t)
+	do(t, app, signUp("u1", "ada@example.com"))
+	err := app.Commands.Dispatch(t.Context(), signUp("u2", "ADA@example.com"))
+	if !errors.Is(err, budget.ErrEmailAlreadyInUse) {
+		t.Fatalf("duplicate e-mail (other case): %v", err)
+	}
+	if _, err := flux.Ask[budget.UserView](t.Context(), app.Queries, budget.GetUser{UserID: "u2"}); !errors.Is(err, flux.ErrAggregateNotFound) {
+		t.Fatalf("the refused user exists: %v", err)
+	}
+	u, err := flux.Ask[budget.UserView](t.Context(), app.Queries, budget.GetUser{UserID: "u1"})
+	if err != nil || u.Email != "ada@example.com" || u.Firstname != "Ada" {
+		t.Fatalf("user = %+v, %v", u, err)
+	}
+	// The e-mail is stored neither in the user's events nor in the registry.
+	for r, err := range store.ReadAll(t.Context(), flux.ReadAllOptions{}) {
+		if err != nil || bytes.Contains(r.Payload, []byte("ada@")) || bytes.Contains([]byte(r.StreamID), []byte("ada")) {
+			t.Fatalf("personal data in clear: %s %s (%v)", r.StreamID, r.Payload, err)
+		}
+	}
+	// Deleting the user frees the address.
+	do(t, app, budget.DeleteUser{UserID: "u1"}, signUp("u3", "ada@example.com"))
+}
+
+func TestEnvelopeNamesAreUniquePerUser(t *testing.T) {
+	t.Parallel()
+	app, _ := newApp(t)
+	do(t, app, signUp("u1", "a@example.com"), signUp("u2", "b@example.com"),
+		budget.AddBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Name: "Holidays", TargetedAmount: 100_00, Currency: "EUR"},
+		budget.AddBudgetEnvelope{EnvelopeID: "e9", UserID: "u2", Name: "Holidays", TargetedAmount: 50_00, Currency: "EUR"})
+	err := app.Commands.Dispatch(t.Context(), budget.AddBudgetEnvelope{EnvelopeID: "e2", UserID: "u1", Name: "holidays", TargetedAmount: 1, Currency: "EUR"})
+	if !errors.Is(err, budget.ErrEnvelopeNameInUse) {
+		t.Fatalf("second 'holidays' for u1: %v", err)
+	}
+	// Rename releases the old name and claims the new one atomically.
+	do(t, app, budget.RenameBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Name: "Summer"},
+		budget.AddBudgetEnvelope{EnvelopeID: "e2", UserID: "u1", Name: "Holidays", TargetedAmount: 1, Currency: "EUR"})
+	err = app.Commands.Dispatch(t.Context(), budget.RenameBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Name: "HOLIDAYS"})
+	if !errors.Is(err, budget.ErrEnvelopeNameInUse) {
+		t.Fatalf("rename onto a taken name: %v", err)
+	}
+	if v := envelope(t, app, "e1"); v.Name != "Summer" {
+		t.Fatalf("e1 renamed to %q after a refused rename", v.Name)
+	}
+	if err := app.Commands.Dispatch(t.Context(), budget.RenameBudgetEnvelope{EnvelopeID: "e1", UserID: "u2", Name: "Mine"}); !errors.Is(err, budget.ErrNotYourEnvelope) {
+		t.Fatalf("rename of another user's envelope: %v", err)
+	}
+}
+
+func TestCreditDebitAndTransfer(t *testing.T) {
+	t.Parallel()
+	app, _ := newApp(t)
+	do(t, app, signUp("u1", "a@example.com"), signUp("u2", "b@example.com"),
+		budget.AddBudgetEnvelope{EnvelopeID: "food", UserID: "u1", Name: "Food", TargetedAmount: 300_00, Currency: "EUR"},
+		budget.AddBudgetEnvelope{EnvelopeID: "rent", UserID: "u1", Name: "Rent", TargetedAmount: 900_00, Currency: "EUR"},
+		budget.AddBudgetEnvelope{EnvelopeID: "usd", UserID: "u1", Name: "Trip", TargetedAmount: 500_00, Currency: "USD"},
+		budget.AddBudgetEnvelope{EnvelopeID: "other", UserID: "u2", Name: "Food", TargetedAmount: 300_00, Currency: "EUR"},
+		budget.CreditBudgetEnvelope{EnvelopeID: "food", UserID: "u1", Amount: 250_00},
+		budget.DebitBudgetEnvelope{EnvelopeID: "food", UserID: "u1", Amount: 20_00},
+		budget.TransferBetweenEnvelopes{TransferID: "t1", FromEnvelopeID: "food", ToEnvelopeID: "rent", UserID: "u1", Amount: 100_00})
+	if f, r := envelope(t, app, "food"), envelope(t, app, "rent"); f.CurrentAmount != 130_00 || r.CurrentAmount != 100_00 {
+		t.Fatalf("after transfer: food %d rent %d", f.CurrentAmount, r.CurrentAmount)
+	}
+	cases := []struct {
+		name string
+		cmd  any
+		want error
+	}{
+		{"debit beyond the balance", budget.DebitBudgetEnvelope{EnvelopeID: "food", UserID: "u1", Amount: 131_00}, budget.ErrInsufficientFunds},
+		{"credit beyond the target", budget.CreditBudgetEnvelope{EnvelopeID: "food", UserID: "u1", Amount: 171_00}, budget.ErrTargetExceeded},
+		{"negative amount", budget.CreditBudgetEnvelope{EnvelopeID: "food", UserID: "u1", Amount: -1}, budget.ErrAmountNotPositive},
+		{"transfer beyond the balance", budget.TransferBetweenEnvelopes{FromEnvelopeID: "food", ToEnvelopeID: "rent", UserID: "u1", Amount: 500_00}, budget.ErrInsufficientFunds},
+		{"transfer beyond the target", budget.TransferBetweenEnvelopes{FromEnvelopeID: "rent", ToEnvelopeID: "food", UserID: "u1", Amount: 100_00 - 1 + 171_00}, budget.ErrInsufficientFunds},
+		{"transfer to another user's envelope", budget.TransferBetweenEnvelopes{FromEnvelopeID: "food", ToEnvelopeID: "other", UserID: "u1", Amount: 1}, budget.ErrNotYourEnvelope},
+		{"transfer across currencies", budget.TransferBetweenEnvelopes{FromEnvelopeID: "food", ToEnvelopeID: "usd", UserID: "u1", Amount: 1}, budget.ErrCurrencyMismatch},
+		{"transfer to the same envelope", budget.TransferBetweenEnvelopes{FromEnvelopeID: "food", ToEnvelopeID: "food", UserID: "u1", Amount: 1}, budget.ErrSameEnvelope},
+		{"unknown envelope", budget.CreditBudgetEnvelope{EnvelopeID: "nope", UserID: "u1", Amount: 1}, budget.ErrEnvelopeNotCreated},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := app.Commands.Dispatch(t.Context(), c.cmd); !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+			if f, r := envelope(t, app, "food"), envelope(t, app, "rent"); f.CurrentAmount != 130_00 || r.CurrentAmount != 100_00 {
+				t.Fatalf("a refused command changed balances: food %d rent %d", f.CurrentAmount, r.CurrentAmount)
+			}
+		})
+	}
+}
+
+func TestConcurrentTransfersNeverLoseMoney(t *testing.T) {
+	t.Parallel()
+	app, _ := newApp(t)
+	do(t, app, signUp("u1", "a@example.com"),
+		budget.AddBudgetEnvelope{EnvelopeID: "a", UserID: "u1", Name: "A", TargetedAmount: 100, Currency: "EUR"},
+		budget.AddBudgetEnvelope{EnvelopeID: "b", UserID: "u1", Name: "B", TargetedAmount: 100, Currency: "EUR"},
+		budget.CreditBudgetEnvelope{EnvelopeID: "a", UserID: "u1", Amount: 20})
+	var wg sync.WaitGroup
+	errs := make([]error, 25)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = app.Commands.Dispatch(context.Background(), budget.TransferBetweenEnvelopes{
+				TransferID: fmt.Sprint("t", i), FromEnvelopeID: "a", ToEnvelopeID: "b", UserID: "u1", Amount: 1})
+		}()
+	}
+	wg.Wait()
+	ok, broke := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, budget.ErrInsufficientFunds):
+			broke++
+		default:
+			t.Fatalf("transfer: %v", err)
+		}
+	}
+	a, b := envelope(t, app, "a"), envelope(t, app, "b")
+	if ok != 20 || broke != 5 || a.CurrentAmount != 0 || b.CurrentAmount != 20 {
+		t.Fatalf("%d transfers ok, %d refused; a=%d b=%d", ok, broke, a.CurrentAmount, b.CurrentAmount)
+	}
+}

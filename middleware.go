@@ -1,0 +1,141 @@
+package flux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// RetryOptions configure RetryOnConflict.
+type RetryOptions struct {
+	// MaxAttempts is the most times a command runs. Default 5.
+	MaxAttempts int
+	// BaseDelay is the backoff before the second attempt; it doubles each
+	// time, up to MaxDelay, and each wait is drawn uniformly from [0, delay]
+	// (full jitter). Defaults: 5ms and 500ms.
+	BaseDelay, MaxDelay time.Duration
+}
+
+// RetryOnConflict reruns a command whose save lost an optimistic
+// concurrency race (ErrConcurrencyConflict): each attempt reloads its
+// aggregates in a fresh unit of work. Other errors are never retried. Put
+// it in CommandBusConfig.Middleware; opt-in, because a retried handler must
+// be safe to run again (it is, when it only changes aggregates).
+func RetryOnConflict(opts RetryOptions) Middleware {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 5
+	}
+	if opts.BaseDelay <= 0 {
+		opts.BaseDelay = 5 * time.Millisecond
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = 500 * time.Millisecond
+	}
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, m *Message) (any, error) {
+			delay := opts.BaseDelay
+			for attempt := 1; ; attempt++ {
+				res, err := next.Handle(ctx, m)
+				if !errors.Is(err, ErrConcurrencyConflict) || uowFrom(ctx) != nil {
+					return res, err
+				}
+				if attempt >= opts.MaxAttempts {
+					return res, fmt.Errorf("flux: command %s still conflicted after %d attempts: %w", m.Type, attempt, err)
+				}
+				wait := time.Duration(rand.Int64N(int64(delay) + 1))
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil, ctx.Err()
+				case <-t.C:
+				}
+				delay = min(2*delay, opts.MaxDelay)
+			}
+		})
+	}
+}
+
+// Logging logs every message with log/slog once it is handled: its type,
+// message, correlation, causation and request IDs, idempotency key,
+// duration and outcome, and its fields — with fields tagged
+// `pii:"data"` replaced by "[personal data]". Errors are logged at level
+// Error, successes at Info.
+func Logging(logger *slog.Logger) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, m *Message) (any, error) {
+			start := time.Now()
+			res, err := next.Handle(ctx, m)
+			attrs := []slog.Attr{
+				slog.String("type", m.Type),
+				slog.String("message_id", m.ID),
+				slog.String("correlation_id", m.CorrelationID),
+				slog.String("causation_id", m.CausationID),
+				slog.String("request_id", m.RequestID),
+				slog.Duration("duration", time.Since(start)),
+				slog.Any("fields", redacted(reflect.ValueOf(m.Body), 0)),
+			}
+			if m.IdempotencyKey != "" {
+				attrs = append(attrs, slog.String("idempotency_key", m.IdempotencyKey))
+			}
+			if err != nil {
+				attrs = append(attrs, slog.String("outcome", "error"), slog.String("error", err.Error()))
+				logger.LogAttrs(ctx, slog.LevelError, "flux: message failed", attrs...)
+			} else {
+				attrs = append(attrs, slog.String("outcome", "ok"))
+				logger.LogAttrs(ctx, slog.LevelInfo, "flux: message handled", attrs...)
+			}
+			return res, err
+		})
+	}
+}
+
+// Redacted is what personal data reads as in logs.
+const Redacted = "[personal data]"
+
+// redacted renders v for logs, replacing fields tagged `pii:"data"`.
+func redacted(v reflect.Value, depth int) slog.Value {
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return slog.AnyValue(nil)
+		}
+		v = v.Elem()
+	}
+	if depth > 4 {
+		return slog.StringValue("…")
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		t := v.Type()
+		var attrs []slog.Attr
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if mark, _, _ := strings.Cut(f.Tag.Get(PersonalDataTag), ","); mark == "data" {
+				attrs = append(attrs, slog.String(f.Name, Redacted))
+				continue
+			}
+			attrs = append(attrs, slog.Attr{Key: f.Name, Value: redacted(v.Field(i), depth+1)})
+		}
+		return slog.GroupValue(attrs...)
+	case reflect.Slice, reflect.Array, reflect.Map:
+		if HasPersonalData(v.Type()) {
+			return slog.StringValue(fmt.Sprintf("[%d items with personal data]", v.Len()))
+		}
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			return slog.StringValue(fmt.Sprintf("[%d bytes]", v.Len()))
+		}
+		return slog.AnyValue(v.Interface())
+	case reflect.Invalid:
+		return slog.AnyValue(nil)
+	default:
+		return slog.AnyValue(v.Interface())
+	}
+}
