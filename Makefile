@@ -2,11 +2,15 @@
 GO ?= go
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
 
-.PHONY: test vet fmt-check gowork-off bench ci
+.PHONY: test test-full vet fmt-check gowork-off bench ci
 
 ## test: run every module's tests with the race detector
 test:
 	@set -e; for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -race -count=1 ./...); done
+
+## test-full: the heavy acceptance tests at full size, without -race
+test-full:
+	@set -e; for m in $(MODULES); do echo "== test-full $$m"; (cd $$m && FLUX_TEST_FULL=1 $(GO) test -count=1 -run 'TestConformance|TestProjectorSurvivesSIGKILL|TestRelay' ./...); done
 
 ## vet: go vet every module
 vet:

@@ -651,3 +651,31 @@ func NewAggregate[A Aggregate](reg *Registry, id string) (A, error) {
 	a.root().id = id
 	return a.(A), nil
 }
+
+// Decode runs the read pipeline on one stored record — upcasting,
+// decryption, decoding — as every read path does. Subscriptions use it.
+func (r *Repository) Decode(ctx context.Context, rec Record) (Envelope, error) {
+	ev, d, forgotten, err := r.decodeEvent(ctx, &rec)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return Envelope{Record: rec, Event: ev, Name: d.name, Version: d.version, Forgotten: forgotten}, nil
+}
+
+// Matches reports whether a stored record passes a filter of registered
+// event names (older stored names of those events included) and aggregate
+// types, without decoding it. Empty lists match everything.
+func (r *Registry) Matches(rec *Record, eventNames, aggregateTypes []string) bool {
+	if len(aggregateTypes) > 0 && !containsString(aggregateTypes, rec.AggregateType) {
+		return false
+	}
+	if len(eventNames) == 0 {
+		return true
+	}
+	for _, n := range eventNames {
+		if n == rec.EventName || containsString(r.storedNames[n], rec.EventName) {
+			return true
+		}
+	}
+	return false
+}

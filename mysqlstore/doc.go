@@ -45,12 +45,16 @@
 //
 // # Optimistic concurrency
 //
-// UNIQUE (aggregate_id, version) rejects a second event at a version. An
-// append expecting an exact version (or Any) reads the streams' current
-// versions inside its transaction, after taking the head, when no other
-// append can change them; an expectation that does not hold, including
-// one beyond the stream's version, is a *flux.ConflictError carrying the
-// actual version. NoStream is left to the unique key alone.
+// UNIQUE (aggregate_id, version) rejects a second event at a version,
+// whoever writes it: a stale expectation fails on it. An expectation
+// beyond the stream's version would pass the key and leave a gap, so an
+// exact expectation is also checked in the INSERT itself (INSERT ...
+// SELECT ... WHERE EXISTS the event at the expected version; large
+// batches read the version first), and Any reads the current version
+// inside the transaction. Both run after the head is taken, when no other
+// append can change the stream. A failed expectation is a
+// *flux.ConflictError carrying the actual version; NoStream is left to
+// the unique key alone.
 //
 // # Tables
 //

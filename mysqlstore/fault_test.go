@@ -70,6 +70,9 @@ func writerChild(dsn string) {
 		fmt.Println("resume:", err)
 		os.Exit(3)
 	}
+	if done >= killBatches {
+		os.Exit(0) // nothing left: exit before the parent kills
+	}
 	fmt.Println("ready")
 	for i := done; i < killBatches; i++ {
 		if _, err := s.Append(context.Background(), batch(i)); err != nil {

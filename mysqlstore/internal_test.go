@@ -196,22 +196,25 @@ func TestParseInt(t *testing.T) {
 
 func TestCheckColumns(t *testing.T) {
 	t.Parallel()
-	mk := func(md flux.Metadata) *flux.AppendRequest {
-		return &flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "s", AggregateType: "T", Events: []flux.EventData{{EventName: "E", Metadata: md}}}}}
+	mk := func(md flux.Metadata, payload string) *flux.AppendRequest {
+		return &flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "s", AggregateType: "T",
+			Events: []flux.EventData{{EventName: "E", Metadata: md, Payload: []byte(payload)}}}}}
 	}
 	cases := []struct {
-		name string
-		md   flux.Metadata
-		ok   bool
+		name    string
+		md      flux.Metadata
+		payload string
+		ok      bool
 	}{
-		{"empty", flux.Metadata{}, true},
-		{"255 four-byte characters fit", flux.Metadata{RequestID: strings.Repeat("🚀", 255)}, true},
-		{"256 characters do not", flux.Metadata{CorrelationID: strings.Repeat("x", 256)}, false},
-		{"invalid UTF-8", flux.Metadata{CausationID: "a\xffb"}, false},
+		{"empty", flux.Metadata{}, `{}`, true},
+		{"255 four-byte characters fit", flux.Metadata{RequestID: strings.Repeat("🚀", 255)}, `{"a":"🚀"}`, true},
+		{"256 characters do not", flux.Metadata{CorrelationID: strings.Repeat("x", 256)}, `{}`, false},
+		{"invalid UTF-8 in metadata", flux.Metadata{CausationID: "a\xffb"}, `{}`, false},
+		{"invalid UTF-8 in the payload", flux.Metadata{}, "{\"a\":\"\xff\"}", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkColumns(mk(c.md))
+			err := checkColumns(mk(c.md, c.payload))
 			if c.ok != (err == nil) || err != nil && !errors.Is(err, flux.ErrInvalidAppend) {
 				t.Fatalf("checkColumns = %v, want ok %v", err, c.ok)
 			}
@@ -219,8 +222,9 @@ func TestCheckColumns(t *testing.T) {
 	}
 }
 
-// errAfterCommit is for TestCommitFailedOutcome: a *sql.DB that cannot
-// connect, so the outcome check cannot run.
+// commitFailed passes on errors that prove a rollback, and when the
+// connection broke after COMMIT and the database cannot be asked (the
+// pool points at a closed port), says the outcome is unknown.
 func TestCommitFailedWithoutDatabaseSaysOutcomeUnknown(t *testing.T) {
 	t.Parallel()
 	cfg := mysql.NewConfig()

@@ -319,14 +319,23 @@ func (u utcTime) parse(s string) error {
 // maxColumnChars is the width of the VARCHAR(255) columns, in characters.
 const maxColumnChars = 255
 
-// checkColumns rejects what ValidateAppend lets through but the events
-// table cannot hold: metadata IDs longer than their VARCHAR(255) columns
-// or not valid UTF-8. It runs before any I/O, like ValidateAppend.
+// checkColumns rejects what ValidateAppend lets through but the tables
+// cannot hold: payloads and snapshots that are not valid UTF-8 (utf8mb4
+// JSON columns refuse them), metadata IDs longer than their VARCHAR(255)
+// columns or not valid UTF-8. It runs before any I/O, like ValidateAppend.
 func checkColumns(req *flux.AppendRequest) error {
+	for i := range req.Snapshots {
+		if sn := &req.Snapshots[i]; !utf8.Valid(sn.Data) {
+			return fmt.Errorf("%w: snapshot of stream %q version %d: data is not valid UTF-8", flux.ErrInvalidAppend, sn.StreamID, sn.Version)
+		}
+	}
 	for i := range req.Streams {
 		st := &req.Streams[i]
 		for j := range st.Events {
 			e := &st.Events[j]
+			if !utf8.Valid(e.Payload) {
+				return fmt.Errorf("%w: stream %q event %s: payload is not valid UTF-8", flux.ErrInvalidAppend, st.StreamID, e.EventName)
+			}
 			for _, f := range [...]struct{ name, v string }{
 				{"request ID", e.Metadata.RequestID}, {"correlation ID", e.Metadata.CorrelationID}, {"causation ID", e.Metadata.CausationID},
 			} {
@@ -390,8 +399,13 @@ func (s *Store) planChunks(req *flux.AppendRequest) []chunk {
 // The append runs in one transaction. Its first statement locks the log
 // head row and moves it past the positions the append needs; then come
 // the idempotency key, one read of the current versions of the streams
-// that need them, one multi-row INSERT per stream (more when a stream's
-// events exceed the statement budget), the snapshots, and COMMIT.
+// expecting Any (or an exact version with more than 16 events), one
+// multi-row INSERT per stream (more when a stream's events exceed the
+// statement budget), the snapshots, and COMMIT. An exact expectation is
+// checked by its INSERT ... SELECT, which inserts the first event only if
+// the expected version exists, so the usual save of an aggregate costs
+// four round trips: START TRANSACTION, the head UPDATE, the INSERT and
+// COMMIT.
 //
 // Errors: the validation errors of flux.ValidateAppend (and
 // flux.ErrInvalidAppend for metadata IDs the table cannot hold) before

@@ -31,12 +31,12 @@ func (e errMoved) Is(target error) bool { return target == projection.ErrCheckpo
 // same transaction that moves the checkpoint, so a projection whose read
 // model lives in this database applies every event exactly once.
 //
-// The checkpoint row is locked first (SELECT ... FOR UPDATE), so of
-// several runners starting from the same position one moves it and the
-// others, once it commits, find it moved (projection.ErrCheckpointMoved)
-// before fn runs. A first checkpoint is inserted; runners racing to insert
-// it may deadlock on InnoDB's gap locks, and the victims start over (fn
-// has not run yet) and then find it moved.
+// The checkpoint row is locked first (SELECT ... FOR UPDATE; a first
+// checkpoint is inserted), so of several runners starting from the same
+// position one moves it and the others, once it commits, find it moved
+// (projection.ErrCheckpointMoved) before fn runs. A runner that InnoDB
+// picks as a deadlock victim before fn runs starts over
+// (Options.DeadlockRetries); fn's own errors are returned as they are.
 //
 // fn must not run DDL (CREATE TABLE ...): MySQL commits the transaction
 // implicitly before DDL. Create read-model tables beforehand.
@@ -86,20 +86,39 @@ func (s *Store) projectOnce(ctx context.Context, from int64, cp projection.Check
 	return false, s.writeError(ctx, op, tx.Commit())
 }
 
+// moveCheckpoint moves cp.Name from position from to cp.Position inside
+// tx, or returns errMoved.
 func moveCheckpoint(ctx context.Context, tx *sql.Tx, from int64, cp projection.Checkpoint) error {
+	if from == 0 {
+		// A first checkpoint is inserted. Runners racing to insert it
+		// queue on the new row; the first commits and the others get a
+		// duplicate key, holding a shared lock on the row. They must not
+		// lock it further (several shared holders asking for an exclusive
+		// lock deadlock), so they look with a plain read: the checkpoint
+		// has moved unless it is stored at position 0.
+		_, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)`,
+			cp.Name, cp.Position, formatTime(cp.UpdatedAt))
+		if err == nil || mysqlErrno(err) != erDupEntry {
+			return err
+		}
+		var at int64
+		err = tx.QueryRowContext(ctx, `SELECT position FROM projection_checkpoints WHERE name = ?`, cp.Name).Scan(&at)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return errMoved{cp.Name, from}
+		case err != nil:
+			return err
+		case at != 0:
+			return errMoved{cp.Name, from}
+		}
+	}
+	// The checkpoint exists: lock it (a record lock, released at commit)
+	// and move it if it is still where the caller read it.
 	var at int64
 	err := tx.QueryRowContext(ctx, `SELECT position FROM projection_checkpoints WHERE name = ? FOR UPDATE`, cp.Name).Scan(&at)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if from != 0 {
-			return errMoved{cp.Name, from}
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)`,
-			cp.Name, cp.Position, formatTime(cp.UpdatedAt))
-		if mysqlErrno(err) == erDupEntry { // another runner created it first
-			return errMoved{cp.Name, from}
-		}
-		return err
+		return errMoved{cp.Name, from}
 	case err != nil:
 		return err
 	case at != from:

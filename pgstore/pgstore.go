@@ -195,11 +195,12 @@ func (s *Store) Close() error {
 //
 // # Global log order
 //
-// The first statement of every append transaction is
+// The first statement of every append transaction advances the log head,
 //
 //	UPDATE log_head SET position = position + n RETURNING position
 //
-// and the events take the n positions below the returned value. The row
+// (in a WITH clause of the first stream's INSERT), and the append's n
+// events take the n positions up to the returned value. The row
 // lock this takes is held until the transaction ends, so a second append
 // waits at this statement until the first has committed or rolled back.
 // PostgreSQL releases a transaction's row locks only after its commit is
@@ -232,9 +233,10 @@ func (s *Store) Close() error {
 // reads MAX(version) inside the same statement. A conflict is returned as a
 // *flux.ConflictError with the stream's actual version.
 //
-// One round trip carries the whole append (a pgx.Batch: head update,
-// idempotency key, one multi-row INSERT per stream from unnest()ed arrays,
-// snapshots, NOTIFY), plus BEGIN and COMMIT.
+// One round trip carries the whole append (a pgx.Batch: one multi-row
+// INSERT per stream from unnest()ed arrays, the first of which also
+// advances the head and NOTIFYs; the idempotency key; snapshots), plus
+// BEGIN and COMMIT.
 func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.AppendResult, error) {
 	if err := flux.ValidateAppend(&req, s.opts.MaxEventSize); err != nil {
 		return flux.AppendResult{}, err
@@ -253,19 +255,25 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	for i := range req.Streams {
 		total += len(req.Streams[i].Events)
 	}
+	// The batch, in order: the first stream's INSERT (which also advances
+	// the log head and queues the NOTIFY), the idempotency key, the other
+	// streams' INSERTs, the snapshots.
 	batch := &pgx.Batch{}
-	if total > 0 {
-		batch.Queue(s.q.advanceHead, total)
+	offset := 0
+	queueStream := func(i int) {
+		st := &req.Streams[i]
+		query, args := s.q.insertEvents(st, total-offset, i == 0, total, s.channel)
+		batch.Queue(query, args...)
+		offset += len(st.Events)
+	}
+	if len(req.Streams) > 0 {
+		queueStream(0)
 	}
 	if k := req.Idempotency; k != nil {
 		batch.Queue(s.q.insertIdempotency, k.Key, nonNil(k.Result), flux.NormalizeTime(k.CreatedAt))
 	}
-	offset := 0
-	for i := range req.Streams {
-		st := &req.Streams[i]
-		query, args := s.q.insertEvents(st, total-offset)
-		batch.Queue(query, args...)
-		offset += len(st.Events)
+	for i := 1; i < len(req.Streams); i++ {
+		queueStream(i)
 	}
 	for i := range req.Snapshots {
 		w := &req.Snapshots[i]
@@ -274,11 +282,6 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 		if w.Keep > 0 {
 			batch.Queue(s.q.pruneStreamSnapshots, w.StreamID, w.Keep)
 		}
-	}
-	if total > 0 {
-		// Delivered by PostgreSQL at commit, to every store LISTENing on
-		// this schema's channel (in this process or any other).
-		batch.Queue(s.q.notify, s.channel)
 	}
 
 	tx, err := s.pool.Begin(ctx)
@@ -292,14 +295,26 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	err = func() error {
 		br := tx.SendBatch(ctx, batch)
 		defer br.Close()
-		if total > 0 {
-			var head int64
-			if err := br.QueryRow().Scan(&head); err != nil {
+		readStream := func(i int) error {
+			var head, n, last int64
+			if err := br.QueryRow().Scan(&head, &n, &last); err != nil {
 				return err
 			}
-			res.Positions = make([]int64, total)
-			for i := range res.Positions {
-				res.Positions[i] = head - int64(total) + int64(i) + 1
+			if i == 0 {
+				res.Positions = make([]int64, total)
+				for j := range res.Positions {
+					res.Positions[j] = head - int64(total) + int64(j) + 1
+				}
+			}
+			if n != int64(len(req.Streams[i].Events)) && short < 0 {
+				short = i
+			}
+			res.Versions[i] = last
+			return nil
+		}
+		if len(req.Streams) > 0 {
+			if err := readStream(0); err != nil {
+				return err
 			}
 		}
 		if req.Idempotency != nil {
@@ -307,15 +322,10 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 				return err
 			}
 		}
-		for i := range req.Streams {
-			var n, last int64
-			if err := br.QueryRow().Scan(&n, &last); err != nil {
+		for i := 1; i < len(req.Streams); i++ {
+			if err := readStream(i); err != nil {
 				return err
 			}
-			if n != int64(len(req.Streams[i].Events)) && short < 0 {
-				short = i
-			}
-			res.Versions[i] = last
 		}
 		for i := range req.Snapshots {
 			if _, err := br.Exec(); err != nil {
@@ -325,11 +335,6 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 				if _, err := br.Exec(); err != nil {
 					return err
 				}
-			}
-		}
-		if total > 0 {
-			if _, err := br.Exec(); err != nil {
-				return err
 			}
 		}
 		return br.Close()

@@ -146,6 +146,10 @@ func TestBrokenBackend(t *testing.T) {
 		testHeldTransaction(t, h)
 	case "check-then-write":
 		testRace(t, h)
+	case "naive-subscription":
+		testSubscriptionUnderWriters(t, Harness{New: func(t *testing.T) flux.EventStore {
+			return &brokenStore{naivePositions: true}
+		}, Short: true})
 	}
 }
 
@@ -157,6 +161,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 	for mode, want := range map[string]string{
 		"naive-positions":  "it was skipped",
 		"check-then-write": "winners, want exactly 1",
+		"naive-subscription": "skipped events",
 	} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()

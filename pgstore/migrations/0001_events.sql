@@ -33,6 +33,12 @@ CREATE TABLE {{schema}}.events (
 	CONSTRAINT unique_aggregate_version UNIQUE (aggregate_id, version),
 	CONSTRAINT events_version_positive CHECK (version >= 1)
 );
-CREATE INDEX idx_events_aggregate_id ON {{schema}}.events (aggregate_id);
+-- The PHP layout's idx_events_aggregate_id (aggregate_id) is left out on
+-- purpose: unique_aggregate_version serves every lookup by aggregate_id (its
+-- leading column), and with a second index on the column PostgreSQL's
+-- planner, working from stale statistics (a new or fast-growing table, or
+-- one long stream among many short ones), picks the single-column index for
+-- "the stream's newest version" and "the stream in version order", reading
+-- and sorting the whole stream on every append and every page of a read.
 CREATE INDEX idx_events_occurred_on ON {{schema}}.events (occurred_on);
 CREATE INDEX idx_events_correlation_id ON {{schema}}.events (correlation_id);
