@@ -300,7 +300,8 @@ func (r *Relay) ApplyBatch(ctx context.Context, events []flux.Envelope, from, to
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
-		case <-f.Err():
+		case err := <-f.Err():
+			return r.publishError(&events[i].Record, f.Msg().Subject, from, err)
 		case <-timeout.C:
 			return r.publishError(&events[i].Record, f.Msg().Subject, from,
 				fmt.Errorf("%w after %v (Config.AckTimeout)", jetstream.ErrAsyncPublishTimeout, r.cfg.AckTimeout))

@@ -3,9 +3,9 @@ package sqlitestore_test
 import (
 	"bufio"
 	"context"
-	"io"
 	"database/sql"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"

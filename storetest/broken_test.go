@@ -159,8 +159,8 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 	}
 	t.Parallel()
 	for mode, want := range map[string]string{
-		"naive-positions":  "it was skipped",
-		"check-then-write": "winners, want exactly 1",
+		"naive-positions":    "it was skipped",
+		"check-then-write":   "winners, want exactly 1",
 		"naive-subscription": "skipped events",
 	} {
 		t.Run(mode, func(t *testing.T) {
