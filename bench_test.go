@@ -1,9 +1,11 @@
 package flux_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/memstore"
 )
 
 // BenchmarkUpcast compares reading a stored v1 event through the two-step
@@ -29,4 +31,47 @@ func BenchmarkUpcast(b *testing.B) {
 	}
 	b.Run("baseline", run(current))
 	b.Run("upcast-2-steps", run(v1))
+}
+
+type noopObserver struct{}
+
+func (noopObserver) Start(ctx context.Context, _ flux.Operation) (context.Context, func(flux.Outcome)) {
+	return ctx, func(flux.Outcome) {}
+}
+func (noopObserver) Notice(context.Context, flux.Notice)             { _ = 0 }
+func (noopObserver) TraceMetadata(context.Context) map[string]string { return nil }
+
+// BenchmarkObserverOverhead saves and loads through a memstore — the
+// framework's own cost, with no database to hide it — without an observer
+// (the baseline: hooks are a nil check) and with a no-op observer (what the
+// hooks cost when an observer is set). Both should be within noise.
+//
+//	go test -run '^$' -bench ObserverOverhead -count 8 . | go run ./internal/benchratio
+func BenchmarkObserverOverhead(b *testing.B) {
+	for _, v := range []struct {
+		name string
+		obs  flux.Observer
+	}{{"baseline", nil}, {"noop-observer", noopObserver{}}} {
+		b.Run(v.name, func(b *testing.B) {
+			repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: counterRegistry(b, &flux.SnapshotPolicy{Disabled: true}, false), Observer: v.obs})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			c := new(Counter)
+			c.SetID("c")
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				flux.Raise(c, Added{N: 1})
+				if err := repo.Save(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+				if i%10 == 0 {
+					if _, err := flux.LoadVersion[*Counter](ctx, repo, "c", 5); i > 10 && err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }

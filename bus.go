@@ -208,6 +208,12 @@ func (b *CommandBus) dispatch(ctx context.Context, cmd any) (any, error) {
 		ctx = context.WithValue(ctx, idemKey{}, "") // the key is this command's, not nested ones'
 	}
 	ctx = WithCausationID(WithCorrelationID(ctx, m.CorrelationID), m.ID)
+	if obs := b.cfg.Repository.cfg.Observer; obs != nil {
+		ctx, end := obs.Start(ctx, Operation{Kind: OpCommand, Name: m.Type, CorrelationID: m.CorrelationID})
+		res, err := b.chain.Handle(ctx, m)
+		end(Outcome{Err: err, Conflict: errors.Is(err, ErrConcurrencyConflict)})
+		return res, err
+	}
 	return b.chain.Handle(ctx, m)
 }
 
@@ -318,6 +324,7 @@ type QueryBus struct {
 	routes router
 	chain  Handler
 	newID  func() string
+	obs    Observer
 }
 
 // NewQueryBus returns a query bus whose dispatches run through middleware,
@@ -328,6 +335,9 @@ func NewQueryBus(middleware ...Middleware) *QueryBus {
 	b.chain = chain(HandlerFunc(b.route), middleware)
 	return b
 }
+
+// SetObserver makes the bus report queries to obs (see Observer).
+func (b *QueryBus) SetObserver(obs Observer) { b.obs = obs }
 
 // HandleQuery registers fn as the handler of queries of type Q. A second
 // handler for Q is an error matching ErrDuplicateHandler.
@@ -347,7 +357,10 @@ func Ask[R any](ctx context.Context, b *QueryBus, q any) (R, error) {
 		return zero, errorf(ErrUnknownQuery, "no handler for query %T; register one with flux.HandleQuery", q)
 	}
 	m := newMessage(ctx, q, b.newID)
-	res, err := b.chain.Handle(WithCorrelationID(ctx, m.CorrelationID), m)
+	ctx = WithCorrelationID(ctx, m.CorrelationID)
+	ctx, end := observe(ctx, b.obs, Operation{Kind: OpQuery, Name: m.Type, CorrelationID: m.CorrelationID})
+	res, err := b.chain.Handle(ctx, m)
+	end(Outcome{Err: err})
 	return resultAs[R](res, err)
 }
 

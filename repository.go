@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"maps"
 	"reflect"
 	"strconv"
 	"time"
@@ -32,6 +33,10 @@ type Config struct {
 	// Publisher receives the events of every successful save, after the
 	// commit (see EventBus). Default: none.
 	Publisher Publisher
+	// Observer is told of saves, appends, loads, upcasts and personal-data
+	// failures (and, through the buses and runners over this repository,
+	// of commands and projection batches). Default: none.
+	Observer Observer
 	// Protector encrypts fields marked as personal data (see package pii).
 	// Required when a registered event type has `pii:"data"` fields, so
 	// that personal data can never be stored in clear by omission.
@@ -103,6 +108,9 @@ func (r *Repository) Store() EventStore { return r.store }
 // Registry returns the repository's registry.
 func (r *Repository) Registry() *Registry { return r.reg }
 
+// Observer returns the repository's observer (nil when none).
+func (r *Repository) Observer() Observer { return r.cfg.Observer }
+
 // Save appends the pending events of every aggregate in one atomic
 // transaction: either all are stored or none. Each aggregate's stream must
 // still be at the version it was loaded at; otherwise Save returns a
@@ -132,7 +140,29 @@ func (r *Repository) Save(ctx context.Context, aggs ...Aggregate) error {
 
 // save appends the aggregates' pending events (and the idempotency record,
 // when set) in one transaction, then publishes them.
-func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *IdempotencyRecord) error {
+func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *IdempotencyRecord) (err error) {
+	obs := r.cfg.Observer
+	var end func(Outcome)
+	var out Outcome
+	if obs != nil {
+		op := Operation{Kind: OpSave, CorrelationID: MetadataFrom(ctx).CorrelationID}
+		if len(aggs) == 1 && !isNilAggregate(aggs[0]) {
+			op.StreamID = aggs[0].ID()
+			if d, derr := r.reg.aggregateDefFor(aggs[0]); derr == nil {
+				op.AggregateType = d.name
+			}
+		}
+		for _, a := range aggs {
+			if !isNilAggregate(a) {
+				op.Events += len(a.PendingEvents())
+			}
+		}
+		ctx, end = obs.Start(ctx, op)
+		defer func() {
+			out.Err, out.Conflict = err, errors.Is(err, ErrConcurrencyConflict)
+			end(out)
+		}()
+	}
 	req, roots, err := r.prepare(ctx, aggs)
 	if err != nil {
 		return err
@@ -141,11 +171,12 @@ func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *Idempoten
 	if len(req.Streams) == 0 && idem == nil {
 		return nil
 	}
+	out.SnapshotsWritten = len(req.Snapshots)
 	var published []Envelope
 	if r.cfg.Publisher != nil {
 		published = pendingEnvelopes(req, roots)
 	}
-	res, err := r.store.Append(ctx, req)
+	res, err := r.append(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -166,6 +197,21 @@ func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *Idempoten
 		published[i].Position = res.Positions[i]
 	}
 	return r.cfg.Publisher.Publish(withoutUnitOfWork(ctx), published)
+}
+
+// append runs the store append, observed.
+func (r *Repository) append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	if r.cfg.Observer == nil {
+		return r.store.Append(ctx, req)
+	}
+	n := 0
+	for _, st := range req.Streams {
+		n += len(st.Events)
+	}
+	actx, end := r.cfg.Observer.Start(ctx, Operation{Kind: OpAppend, Events: n, CorrelationID: MetadataFrom(ctx).CorrelationID})
+	res, err := r.store.Append(actx, req)
+	end(Outcome{Err: err, Conflict: errors.Is(err, ErrConcurrencyConflict)})
+	return res, err
 }
 
 // pendingEnvelopes builds, before the append, the envelopes of the events
@@ -195,6 +241,14 @@ func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendReque
 	md := MetadataFrom(ctx)
 	if md.RequestID == "" {
 		md.RequestID = DefaultRequestID
+	}
+	if obs := r.cfg.Observer; obs != nil {
+		if extra := obs.TraceMetadata(ctx); len(extra) > 0 {
+			merged := make(map[string]string, len(md.Extra)+len(extra))
+			maps.Copy(merged, md.Extra)
+			maps.Copy(merged, extra)
+			md.Extra = merged
+		}
 	}
 	for i, a := range aggs {
 		def, err := r.reg.aggregateDefFor(a)
@@ -234,6 +288,7 @@ func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendReque
 			id := r.cfg.NewID()
 			if ed.hasPII {
 				if payload, err = r.cfg.Protector.Protect(ctx, ev, payload, "event:"+id); err != nil {
+					r.noticePII(ctx, "encrypt", ed.name, err)
 					return req, nil, fmt.Errorf("save %s %q: event %s: %w", def.name, root.id, ed.name, err)
 				}
 			}
@@ -376,7 +431,23 @@ func (r *Repository) LoadAggregate(ctx context.Context, aggregateType, id string
 	return r.load(ctx, def, id, opts)
 }
 
-func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opts LoadOptions) (Aggregate, error) {
+func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opts LoadOptions) (a Aggregate, err error) {
+	if obs := r.cfg.Observer; obs != nil {
+		var end func(Outcome)
+		ctx, end = obs.Start(ctx, Operation{Kind: OpLoad, AggregateType: def.name, StreamID: id})
+		defer func() {
+			out := Outcome{Err: err}
+			if a != nil {
+				info := a.root().loaded
+				out.EventsReplayed, out.SnapshotUsed = info.EventsReplayed, info.SnapshotVersion > 0
+			}
+			end(out)
+		}()
+	}
+	return r.loadAggregate(ctx, def, id, opts)
+}
+
+func (r *Repository) loadAggregate(ctx context.Context, def *aggregateDef, id string, opts LoadOptions) (Aggregate, error) {
 	if err := ValidateStreamID(id); err != nil {
 		return nil, err
 	}
@@ -470,6 +541,7 @@ func (r *Repository) restoreSnapshot(ctx context.Context, def *aggregateDef, a A
 	}
 	if err := a.(Snapshotter).RestoreSnapshot(decode); err != nil {
 		if errors.Is(decodeErr, ErrPersonalData) {
+			r.noticePII(ctx, "decrypt", def.name+" snapshot", decodeErr)
 			// Personal data that fails to decrypt (tampering, a wrong
 			// secret) is an error, not a reason to fall back silently.
 			return false, false, fmt.Errorf("load %s %q: snapshot at version %d: %w", def.name, root.id, sn.Version, decodeErr)
@@ -502,6 +574,9 @@ func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (ev any, d *e
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if obs := r.cfg.Observer; obs != nil && (d.version != rec.EventVersion || d.name != rec.EventName) {
+		obs.Notice(ctx, Notice{Kind: NoticeUpcast, Event: d.name, FromVersion: rec.EventVersion, ToVersion: d.version})
+	}
 	if !d.hasPII || r.cfg.Protector == nil {
 		ev, err := d.decodeRecord(rec, payload)
 		return ev, d, nil, err
@@ -509,12 +584,20 @@ func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (ev any, d *e
 	target := reflect.New(d.typ)
 	forgotten, err = r.cfg.Protector.Unprotect(ctx, payload, target.Interface(), "event:"+rec.EventID)
 	if err != nil {
-		if !errors.Is(err, ErrPersonalData) {
+		if errors.Is(err, ErrPersonalData) {
+			r.noticePII(ctx, "decrypt", d.name, err)
+		} else {
 			err = fmt.Errorf("%w: decode into %v: %v", ErrCorruptEvent, d.typ, jsonErrorWithoutValue(err))
 		}
 		return nil, nil, nil, eventError(rec, err)
 	}
 	return target.Elem().Interface(), d, forgotten, nil
+}
+
+func (r *Repository) noticePII(ctx context.Context, op, event string, err error) {
+	if obs := r.cfg.Observer; obs != nil {
+		obs.Notice(ctx, Notice{Kind: NoticePersonalData, Op: op, Event: event, Reason: failureReason(err)})
+	}
 }
 
 func snapshotScope(streamID string, version int64) string {

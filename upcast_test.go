@@ -304,3 +304,5 @@ func FuzzUpcast(f *testing.F) {
 		}
 	})
 }
+
+func testNow() time.Time { return time.Now() }

@@ -449,11 +449,14 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 	for i := range req.Streams {
 		n += len(req.Streams[i].Events)
 	}
+	dbgT0 := time.Now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, err
 	}
 	defer tx.Rollback()
+	DbgTimes[0] += time.Since(dbgT0)
+	dbgT0 = time.Now()
 
 	// Global log order. Positions are not AUTO_INCREMENT values: those are
 	// handed out when a row is inserted, transactions commit in another
@@ -493,6 +496,8 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 		next = last - int64(n) + 1
 	}
 
+	DbgTimes[1] += time.Since(dbgT0)
+	dbgT0 = time.Now()
 	if req.Idempotency != nil {
 		if err := s.writeIdempotency(ctx, tx, req.Idempotency); err != nil {
 			return res, err
@@ -573,10 +578,14 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 			res.Positions = append(res.Positions, next)
 			next++
 		}
+		DbgTimes[2] += time.Since(dbgT0)
+		dbgT0 = time.Now()
 		r, err := tx.ExecContext(ctx, b.String(), args...)
 		if err != nil {
 			return res, s.insertError(ctx, tx, st, err)
 		}
+		DbgTimes[3] += time.Since(dbgT0)
+		dbgT0 = time.Now()
 		if exists {
 			if inserted, err := r.RowsAffected(); err != nil {
 				return res, err
@@ -594,9 +603,11 @@ func (s *Store) appendTx(ctx context.Context, req *flux.AppendRequest, chunks []
 	if err := txhook.BeforeCommit(ctx); err != nil {
 		return res, err
 	}
+	dbgT0 = time.Now()
 	if err := tx.Commit(); err != nil {
 		return res, s.commitFailed(ctx, req, err)
 	}
+	DbgTimes[4] += time.Since(dbgT0)
 	return res, nil
 }
 
@@ -995,3 +1006,5 @@ func (sc *recordScanner) record() (flux.Record, error) {
 	}
 	return r, nil
 }
+
+var DbgTimes [5]time.Duration

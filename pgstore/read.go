@@ -166,9 +166,9 @@ var eventColumns = [...]struct {
 	{pgtype.UUIDOID, true},        // event_id
 	{pgtype.VarcharOID, false},    // event_name
 	{pgtype.Int4OID, true},        // event_version
-	{pgtype.JSONBOID, true},       // payload
+	{pgtype.JSONBOID, false},      // payload (text, or binary: version 1 and text)
 	{pgtype.JSONOID, false},       // payload_json
-	{pgtype.JSONBOID, true},       // metadata
+	{pgtype.JSONBOID, false},      // metadata
 	{pgtype.TimestamptzOID, true}, // occurred_on
 	{pgtype.TextOID, false},       // request_id
 	{pgtype.TextOID, false},       // correlation_id
@@ -182,17 +182,21 @@ var eventColumns = [...]struct {
 // IDs) instead of allocating them again; otherwise it falls back to Scan.
 type decoder struct {
 	fast                                    bool
+	jsonbBinary                             bool // jsonb columns carry a version byte
 	stream, aggType, name, req, corr, cause string
 }
 
 func (d *decoder) reset(fds []pgconn.FieldDescription) {
 	d.fast = len(fds) == len(eventColumns)
+	d.jsonbBinary = d.fast && fds[7].Format == pgtype.BinaryFormatCode
 	for i := 0; d.fast && i < len(fds); i++ {
 		c := eventColumns[i]
 		switch {
 		case fds[i].DataTypeOID != c.oid && !(c.oid == pgtype.VarcharOID && fds[i].DataTypeOID == pgtype.TextOID):
 			d.fast = false
 		case c.binary && fds[i].Format != pgtype.BinaryFormatCode:
+			d.fast = false
+		case c.oid == pgtype.JSONBOID && (fds[i].Format == pgtype.BinaryFormatCode) != d.jsonbBinary:
 			d.fast = false
 		}
 	}
@@ -202,13 +206,19 @@ func (d *decoder) decode(rows pgx.Rows) (flux.Record, error) {
 	if !d.fast {
 		return scanRecord(rows)
 	}
-	v := rows.RawValues()
+	return d.decodeValues(rows.RawValues())
+}
+
+// decodeValues decodes the raw column values of one row in the formats
+// reset accepted. Damaged values give an error matching
+// flux.ErrCorruptEvent naming the position, stream and version.
+func (d *decoder) decodeValues(v [][]byte) (flux.Record, error) {
 	var r flux.Record
 	bad := func(what string) (flux.Record, error) {
 		return r, fmt.Errorf("%w: pgstore: event at position %d (stream %q version %d): %s", flux.ErrCorruptEvent, r.Position, r.StreamID, r.StreamVersion, what)
 	}
-	if len(v[0]) != 8 || len(v[2]) != 8 || len(v[6]) != 4 || len(v[4]) != 16 || len(v[10]) != 8 {
-		return bad("a column has an unexpected size")
+	if len(v) != len(eventColumns) || len(v[0]) != 8 || len(v[2]) != 8 || len(v[6]) != 4 || len(v[4]) != 16 || len(v[10]) != 8 {
+		return bad("a column is missing or has an unexpected size")
 	}
 	r.Position = int64(binary.BigEndian.Uint64(v[0]))
 	r.StreamID = reuse(&d.stream, v[1])
@@ -217,19 +227,21 @@ func (d *decoder) decode(rows pgx.Rows) (flux.Record, error) {
 	r.EventID = uuid.Format([16]byte(v[4]))
 	r.EventName = reuse(&d.name, v[5])
 	r.EventVersion = int(int32(binary.BigEndian.Uint32(v[6])))
-	switch {
-	case v[8] != nil: // the exact copy of a payload jsonb could not hold
+	if v[8] != nil { // the exact copy of a payload jsonb could not hold
 		r.Payload = bytes.Clone(v[8])
-	case len(v[7]) > 0 && v[7][0] == 1: // jsonb binary format: version 1, then text
-		r.Payload = bytes.Clone(v[7][1:])
-	default:
-		return bad("payload is not jsonb version 1")
+	} else {
+		p, ok := d.jsonb(v[7])
+		if !ok {
+			return bad("payload is not jsonb version 1")
+		}
+		r.Payload = bytes.Clone(p)
 	}
-	if m := v[9]; m != nil {
-		if len(m) == 0 || m[0] != 1 {
+	if v[9] != nil {
+		m, ok := d.jsonb(v[9])
+		if !ok {
 			return bad("metadata is not jsonb version 1")
 		}
-		if err := decodeExtra(m[1:], &r.Metadata.Extra); err != nil {
+		if err := decodeExtra(m, &r.Metadata.Extra); err != nil {
 			return bad(err.Error())
 		}
 	}
@@ -242,6 +254,17 @@ func (d *decoder) decode(rows pgx.Rows) (flux.Record, error) {
 	r.Metadata.CorrelationID = reuse(&d.corr, v[12])
 	r.Metadata.CausationID = reuse(&d.cause, v[13])
 	return r, nil
+}
+
+// jsonb returns the JSON text of a jsonb value in the column's format.
+func (d *decoder) jsonb(b []byte) ([]byte, bool) {
+	if !d.jsonbBinary {
+		return b, b != nil
+	}
+	if len(b) == 0 || b[0] != 1 {
+		return nil, false
+	}
+	return b[1:], true
 }
 
 // pgEpochMicros is 2000-01-01T00:00:00Z, PostgreSQL's epoch, in Unix

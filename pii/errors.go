@@ -60,3 +60,25 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 // Is makes every FieldError match flux.ErrPersonalData.
 func (e *FieldError) Is(target error) bool { return target == flux.ErrPersonalData }
+
+// Reason classifies the failure for metrics (flux.NoticePersonalData):
+// "tampered", "wrong_secret", "forgotten", "no_subject",
+// "unsupported_field", "bad_envelope" or "key_store".
+func (e *FieldError) Reason() string {
+	switch {
+	case errors.Is(e.Err, ErrTampered):
+		return "tampered"
+	case errors.Is(e.Err, ErrWrongSecret):
+		return "wrong_secret"
+	case errors.Is(e.Err, ErrForgotten):
+		return "forgotten"
+	case errors.Is(e.Err, ErrNoSubject):
+		return "no_subject"
+	case errors.Is(e.Err, ErrUnsupportedField):
+		return "unsupported_field"
+	case errors.Is(e.Err, ErrBadEnvelope):
+		return "bad_envelope"
+	default:
+		return "key_store"
+	}
+}

@@ -252,7 +252,16 @@ func (r *Runner) follow(ctx context.Context, rp *running, opts SubscriptionOptio
 	}
 }
 
-func (r *Runner) apply(ctx context.Context, p Projection, b Batch) error {
+func (r *Runner) apply(ctx context.Context, p Projection, b Batch) (err error) {
+	if obs := r.cfg.Repository.Observer(); obs != nil && len(b.Events) > 0 {
+		links := make([]map[string]string, len(b.Events))
+		for i, e := range b.Events {
+			links[i] = e.Metadata.Extra
+		}
+		var end func(flux.Outcome)
+		ctx, end = obs.Start(ctx, flux.Operation{Kind: flux.OpProjectionBatch, Name: p.Name(), Events: len(b.Events), Links: links})
+		defer func() { end(flux.Outcome{Err: err, Position: b.To}) }()
+	}
 	switch p := p.(type) {
 	case BatchHandler:
 		return p.ApplyBatch(ctx, b.Events, b.From, b.To)
