@@ -13,15 +13,17 @@ import (
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/examples/budget"
 	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/pii"
+	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/sqlitestore"
 )
 
-const demoSynopsis = `Runs a short tour of FluxCapacitor on the embedded SQLite store, with the
-PHP library's example domain (users with personal data, budget envelopes,
-name registries): commands go through the command bus, the user's state is
-shown now and at an earlier moment, and the stored events are printed —
-personal data encrypted. The demo's clock moves one hour per step so the
-history has distinct moments.
+const demoSynopsis = `Runs a tour of FluxCapacitor on the embedded SQLite store, with the PHP
+library's example domain (users with personal data, budget envelopes, name
+registries): sign-ups, renames, a transfer, a conflict retried, a snapshot,
+an upcast event, a projection, a time-travel view and a user forgotten,
+printing what happens at each step, then the stored events. The demo's
+clock moves one hour per command so the history has distinct moments.
 
 Without --db the database lives in a temporary directory that is removed
 when the demo ends.`
@@ -65,13 +67,14 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 }
 
 type demo struct {
-	m     *Main
-	out   io.Writer
-	store *sqlitestore.Store
-	app   *budget.App
-	now   time.Time
-	newID func() string
-	step  int
+	m       *Main
+	out     io.Writer
+	store   *sqlitestore.Store
+	app     *budget.App
+	now     time.Time
+	newID   func() string
+	eventID func() string
+	step    int
 }
 
 func newDemo(ctx context.Context, m *Main, path string) (*demo, error) {
@@ -87,7 +90,13 @@ func newDemo(ctx context.Context, m *Main, path string) (*demo, error) {
 	if d.newID == nil {
 		d.newID = uuid.NewRandom
 	}
-	d.app, err = budget.NewApp(budget.Config{Store: store, Secret: []byte(demoSecret), Clock: func() time.Time { return d.now }})
+	d.eventID = m.NewEventID
+	if d.eventID == nil {
+		g := new(uuid.Generator)
+		d.eventID = g.New
+	}
+	d.app, err = budget.NewApp(budget.Config{Store: store, Secret: []byte(demoSecret), Clock: func() time.Time { return d.now },
+		NewID: d.eventID, Retry: flux.RetryOptions{MaxAttempts: 5}})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -125,39 +134,212 @@ func (d *demo) dispatch(ctx context.Context, cmd any) error {
 
 func (d *demo) run(ctx context.Context) error {
 	ctx = flux.WithRequestID(ctx, "demo-"+d.newID()[:8])
-	userID := d.newID()
+	ada, bob := d.newID(), d.newID()
+	groceries, trip := d.newID(), d.newID()
+	cmds := d.app.Commands
 
-	d.say("Ada signs up (her e-mail address is claimed in the e-mail registry)")
-	if err := d.dispatch(ctx, budget.SignUp{UserID: userID, Email: "ada@example.com", Firstname: "Ada", Lastname: "Byron", Language: "en", Consent: true}); err != nil {
+	d.say("Sign-ups: Ada signs up; her e-mail address is claimed in the e-mail registry")
+	if err := d.dispatch(ctx, budget.SignUp{UserID: ada, Email: "ada@example.com", Firstname: "Ada", Lastname: "Byron", Language: "en", Consent: true}); err != nil {
 		return err
 	}
-	d.say("Ada changes her first name to Augusta")
-	if err := d.dispatch(ctx, budget.ChangeFirstname{UserID: userID, Firstname: "Augusta"}); err != nil {
+	d.say("Bob tries to sign up with ADA@example.com: the registry refuses it, nothing is stored")
+	err := cmds.Dispatch(ctx, budget.SignUp{UserID: bob, Email: "ADA@example.com", Firstname: "Bob", Lastname: "Babbage", Language: "en", Consent: true})
+	fmt.Fprintf(d.out, "   refused: %v\n", err)
+	if err := d.dispatch(ctx, budget.SignUp{UserID: bob, Email: "bob@example.com", Firstname: "Bob", Lastname: "Babbage", Language: "en", Consent: true}); err != nil {
 		return err
 	}
-	between := d.now.Add(-30 * time.Minute)
-	d.say("Ada marries and changes her last name to King")
-	if err := d.dispatch(ctx, budget.ChangeLastname{UserID: userID, Lastname: "King"}); err != nil {
+	before := d.now.Add(-30 * time.Minute)
+
+	d.say("A rename: Ada changes her first name to Augusta")
+	if err := d.dispatch(ctx, budget.ChangeFirstname{UserID: ada, Firstname: "Augusta"}); err != nil {
 		return err
 	}
 
-	d.say("Load the user now, and as she was at %s", between.Format("2006-01-02 15:04"))
-	now, err := flux.Load[*budget.User](ctx, d.app.Repo, userID)
+	d.say("Ada creates two budget envelopes; envelope names are unique per user")
+	if err := d.dispatch(ctx, budget.AddBudgetEnvelope{EnvelopeID: groceries, UserID: ada, Name: "Groceries", TargetedAmount: 400_00, Currency: "EUR"}); err != nil {
+		return err
+	}
+	if err := d.dispatch(ctx, budget.AddBudgetEnvelope{EnvelopeID: trip, UserID: ada, Name: "Holidays", TargetedAmount: 1000_00, Currency: "EUR"}); err != nil {
+		return err
+	}
+	err = cmds.Dispatch(ctx, budget.AddBudgetEnvelope{EnvelopeID: d.newID(), UserID: ada, Name: "groceries", TargetedAmount: 1, Currency: "EUR"})
+	fmt.Fprintf(d.out, "   a second \"groceries\" is refused: %v\n", err)
+
+	d.say("Another rename: \"Holidays\" becomes \"Summer trip\" (the old name is released, the new one claimed, atomically)")
+	if err := d.dispatch(ctx, budget.RenameBudgetEnvelope{EnvelopeID: trip, UserID: ada, Name: "Summer trip"}); err != nil {
+		return err
+	}
+
+	d.say("Ada credits her groceries envelope nine times; its tenth event writes a snapshot")
+	for i := 0; i < 9; i++ {
+		if err := d.dispatchQuietly(ctx, budget.CreditBudgetEnvelope{EnvelopeID: groceries, UserID: ada, Amount: 25_00}); err != nil {
+			return err
+		}
+	}
+	for info, err := range d.store.ListSnapshots(ctx, "BudgetEnvelope") {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "   snapshot of %s %s at version %d (%d bytes)\n", info.AggregateType, short(info.StreamID), info.Version, info.Size)
+	}
+	g, err := flux.Load[*budget.BudgetEnvelope](ctx, d.app.Repo, groceries)
 	if err != nil {
 		return err
 	}
-	then, err := flux.LoadAt[*budget.User](ctx, d.app.Repo, userID, between)
+	info := g.LoadInfo()
+	fmt.Fprintf(d.out, "   loading it now takes the snapshot at version %d and replays %d event(s): balance %s\n", info.SnapshotVersion, info.EventsReplayed, euros(g.CurrentAmount))
+
+	d.say("An upcast event: a credit written by the PHP library (v1, \"creditedAmount\": \"12.50\") is imported")
+	if err := d.importV1Credit(ctx, groceries, g.Version(), "12.50"); err != nil {
+		return err
+	}
+	g, err = flux.Load[*budget.BudgetEnvelope](ctx, d.app.Repo, groceries)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   it is read as BudgetEnvelopeCredited v2 {amount: 1250}: balance %s (stored data unchanged)\n", euros(g.CurrentAmount))
+
+	d.say("A transfer: 80.00 EUR from Groceries to Summer trip, two aggregates in one transaction")
+	if err := d.dispatch(ctx, budget.TransferBetweenEnvelopes{TransferID: d.newID(), FromEnvelopeID: groceries, ToEnvelopeID: trip, UserID: ada, Amount: 80_00}); err != nil {
+		return err
+	}
+
+	d.say("A conflict retried: two clerks credit Summer trip at the same moment")
+	first, err := flux.Load[*budget.BudgetEnvelope](ctx, d.app.Repo, trip)
+	if err != nil {
+		return err
+	}
+	second, err := flux.Load[*budget.BudgetEnvelope](ctx, d.app.Repo, trip)
+	if err != nil {
+		return err
+	}
+	_ = first.Credit(10_00, "")
+	_ = second.Credit(20_00, "")
+	if err := d.app.Repo.Save(ctx, first); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   the first clerk's save wins (version %d)\n", first.Version())
+	err = d.app.Repo.Save(ctx, second)
+	fmt.Fprintf(d.out, "   the second is rejected: %v\n", err)
+	fmt.Fprintln(d.out, "   through the command bus, RetryOnConflict reloads and applies it again:")
+	if err := d.dispatch(ctx, budget.CreditBudgetEnvelope{EnvelopeID: trip, UserID: ada, Amount: 20_00}); err != nil {
+		return err
+	}
+
+	d.say("A projection: the envelope-balances read model catches up with the global log")
+	if err := d.project(ctx); err != nil {
+		return err
+	}
+
+	d.say("A time-travel view of Ada, now and as she was at %s", before.Format("2006-01-02 15:04"))
+	now, err := flux.Load[*budget.User](ctx, d.app.Repo, ada)
+	if err != nil {
+		return err
+	}
+	then, err := flux.LoadAt[*budget.User](ctx, d.app.Repo, ada, before)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(d.out, "   now:      %s %s <%s>, version %d\n", now.Firstname, now.Lastname, now.Email, now.Version())
-	fmt.Fprintf(d.out, "   at %s: %s %s <%s>, version %d\n", between.Format("15:04"), then.Firstname, then.Lastname, then.Email, then.Version())
+	fmt.Fprintf(d.out, "   at %s: %s %s <%s>, version %d\n", before.Format("15:04"), then.Firstname, then.Lastname, then.Email, then.Version())
 
-	d.say("The stored events, from the global log (personal data is encrypted)")
+	d.say("Ada asks to be forgotten: her data key is deleted (crypto-shredding)")
+	if err := d.app.Protector.Forget(ctx, ada, pii.ForgetOptions{By: "demo DPO", Reason: "demo request"}); err != nil {
+		return err
+	}
+	forgotten, _, err := d.store.Forgotten(ctx, ada)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   recorded: forgotten at %s by %s (%s)\n", forgotten.At.Format("2006-01-02 15:04"), forgotten.By, forgotten.Reason)
+	now, err = flux.Load[*budget.User](ctx, d.app.Repo, ada)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   her user still loads, version %d: first name %q, e-mail %q, forgotten: %v\n", now.Version(), now.Firstname, now.Email, now.LoadInfo().Forgotten)
+	g, err = flux.Load[*budget.BudgetEnvelope](ctx, d.app.Repo, groceries)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   her envelopes hold no personal data and are untouched: Groceries %s\n", euros(g.CurrentAmount))
+
+	d.say("The global log (personal data stays encrypted; the e-mail registry stores only hashes)")
 	return d.printLog(ctx)
 }
 
-var envelopeRE = regexp.MustCompile(`fluxpii:v1:[A-Za-z0-9_-]+`)
+// dispatchQuietly dispatches without reporting.
+func (d *demo) dispatchQuietly(ctx context.Context, cmd any) error {
+	if err := d.app.Commands.Dispatch(ctx, cmd); err != nil {
+		return err
+	}
+	d.now = d.now.Add(time.Hour)
+	return nil
+}
+
+// importV1Credit appends a credit in the PHP library's v1 shape.
+func (d *demo) importV1Credit(ctx context.Context, envelopeID string, version int64, amount string) error {
+	_, err := d.store.Append(ctx, flux.AppendRequest{Streams: []flux.StreamAppend{{
+		StreamID: envelopeID, AggregateType: "BudgetEnvelope", Expected: flux.ExpectedVersion(version),
+		Events: []flux.EventData{{EventID: d.eventID(), EventName: "BudgetEnvelopeCredited", EventVersion: 1,
+			Payload: []byte(`{"creditedAmount":"` + amount + `"}`), Metadata: flux.Metadata{RequestID: "php-import", CorrelationID: "php-import"}, OccurredAt: d.now}},
+	}}})
+	if err == nil {
+		fmt.Fprintf(d.out, "   stored BudgetEnvelopeCredited v1 as version %d of BudgetEnvelope %s\n", version+1, short(envelopeID))
+		d.now = d.now.Add(time.Hour)
+	}
+	return err
+}
+
+// project runs the balances projection until it has caught up.
+func (d *demo) project(ctx context.Context) error {
+	balances := budget.NewMemoryBalances()
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: d.app.Repo, Checkpoints: memCheckpoints{}})
+	if err != nil {
+		return err
+	}
+	if err := r.Add(budget.BalancesProjection("envelope-balances", balances)); err != nil {
+		return err
+	}
+	var events int64
+	if err := r.Rebuild(ctx, "envelope-balances", projection.ReplayOptions{Progress: func(p projection.Progress) { events = p.Events }}); err != nil {
+		return err
+	}
+	views, err := balances.List(ctx, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   %d envelope events projected:\n", events)
+	for _, v := range views {
+		fmt.Fprintf(d.out, "   %-12s %10s of %10s (version %d)\n", v.Name, euros(v.CurrentAmount), euros(v.TargetedAmount), v.Version)
+	}
+	return nil
+}
+
+// memCheckpoints keeps the demo projection's checkpoint in memory.
+type memCheckpoints map[string]projection.Checkpoint
+
+func (m memCheckpoints) LoadCheckpoint(_ context.Context, name string) (projection.Checkpoint, error) {
+	cp, ok := m[name]
+	if !ok {
+		cp.Name = name
+	}
+	return cp, nil
+}
+func (m memCheckpoints) SaveCheckpoint(_ context.Context, cp projection.Checkpoint) error {
+	m[cp.Name] = cp
+	return nil
+}
+func (m memCheckpoints) ListCheckpoints(context.Context) ([]projection.Checkpoint, error) {
+	return nil, nil
+}
+func (m memCheckpoints) DeleteCheckpoint(_ context.Context, name string) error {
+	delete(m, name)
+	return nil
+}
+
+func euros(cents int64) string { return fmt.Sprintf("%d.%02d EUR", cents/100, cents%100) }
+
+var demoEnvelopeRE = regexp.MustCompile(`fluxpii:v1:[A-Za-z0-9_-]+`)
 
 func (d *demo) printLog(ctx context.Context) error {
 	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
@@ -166,7 +348,7 @@ func (d *demo) printLog(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		payload := envelopeRE.ReplaceAllString(string(rec.Payload), "fluxpii:v1:…")
+		payload := demoEnvelopeRE.ReplaceAllString(string(rec.Payload), "fluxpii:v1:…")
 		fmt.Fprintf(tw, "   %d\t%s\t%d\t%s v%d\t%s\t%s\n", rec.Position, short(rec.StreamID), rec.StreamVersion,
 			rec.EventName, rec.EventVersion, rec.OccurredAt.Format("2006-01-02 15:04"), payload)
 	}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fluxcapacitor/flux"
 )
 
 // Exit codes.
@@ -22,19 +24,24 @@ const (
 // Main is the flux program with its environment made explicit, so tests run
 // it in-process with their own clock, IDs and output.
 type Main struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Clock is the time source. Default: time.Now.
 	Clock func() time.Time
 	// NewID returns new aggregate IDs. Default: random UUIDs.
 	NewID func() string
+	// NewEventID returns event and message IDs. Default: UUIDv7.
+	NewEventID func() string
 	// Getenv reads the environment. Default: os.Getenv.
 	Getenv func(string) string
+
+	observer flux.Observer // set by --metrics-addr
 }
 
 // Run runs the flux command line args (without the program name) and
 // returns the exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	m := &Main{Stdout: stdout, Stderr: stderr}
+	m := &Main{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}
 	return m.Run(ctx, args)
 }
 
@@ -45,7 +52,17 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"demo": {"run the tour of FluxCapacitor on the embedded SQLite store", runDemo},
+		"demo":        {"run the tour of FluxCapacitor on the embedded SQLite store", runDemo},
+		"migrate":     {"create or upgrade the event store's schema", runMigrate},
+		"streams":     {"list streams: aggregate type, ID, version, first and last event", runStreams},
+		"events":      {"list events of a stream or of the global log, filtered", runEvents},
+		"state":       {"show an aggregate's state now, at a time or version, or a diff", runState},
+		"trace":       {"follow one correlation ID across every stream: a request's story", runTrace},
+		"projections": {"projection status and lag; rebuild, reset or run them", runProjections},
+		"forget":      {"crypto-shred a data subject: delete their key", runForget},
+		"keys":        {"manage data keys: rotate the key-encryption secret", runKeys},
+		"snapshots":   {"snapshot statistics; prune or delete snapshots", runSnapshots},
+		"bench":       {"run the standard workload against a backend, beside the raw driver", runBench},
 	}
 }
 
@@ -67,6 +84,9 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	}
 	if m.Stderr == nil {
 		m.Stderr = io.Discard
+	}
+	if m.Stdin == nil {
+		m.Stdin = strings.NewReader("")
 	}
 	cmds := commands()
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {

@@ -15,7 +15,7 @@ import (
 // testMain returns a Main with a fixed clock and predictable IDs.
 func testMain() (*Main, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
-	n := 0
+	n, e := 0, 0
 	return &Main{
 		Stdout: &out,
 		Stderr: &errOut,
@@ -23,6 +23,10 @@ func testMain() (*Main, *bytes.Buffer, *bytes.Buffer) {
 		NewID: func() string {
 			n++
 			return fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+		},
+		NewEventID: func() string {
+			e++
+			return fmt.Sprintf("00000000-0000-7000-9000-%012d", e)
 		},
 		Getenv: func(string) string { return "" },
 	}, &out, &errOut
@@ -83,7 +87,7 @@ func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {

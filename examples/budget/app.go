@@ -87,6 +87,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock stamps events. Default time.Now.
 	Clock func() time.Time
+	// NewID returns event and message IDs (UUIDs). Default: UUIDv7.
+	NewID func() string
 	// Retry configures retries after concurrency conflicts.
 	Retry flux.RetryOptions
 }
@@ -121,7 +123,7 @@ func NewApp(cfg Config) (*App, error) {
 	}
 	a := &App{Events: flux.NewEventBus(), Protector: prot, Registry: reg}
 	a.Repo, err = flux.NewRepository(flux.Config{Store: cfg.Store, Registry: reg, Protector: prot,
-		Publisher: a.Events, Clock: cfg.Clock, Logger: cfg.Logger})
+		Publisher: a.Events, Clock: cfg.Clock, NewID: cfg.NewID, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +131,7 @@ func NewApp(cfg Config) (*App, error) {
 		Repository: a.Repo,
 		Middleware: []flux.Middleware{flux.Logging(cfg.Logger), flux.RetryOnConflict(cfg.Retry)},
 		Clock:      cfg.Clock,
+		NewID:      cfg.NewID,
 	})
 	if err != nil {
 		return nil, err

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/examples/budget"
 	"github.com/fluxcapacitor/flux/memstore"
+	"github.com/fluxcapacitor/flux/projection"
 )
 
 const secret = "budget-test-secret-0123456789abcd"
@@ -171,5 +173,64 @@ func TestConcurrentTransfersNeverLoseMoney(t *testing.T) {
 	a, b := envelope(t, app, "a"), envelope(t, app, "b")
 	if ok != 20 || broke != 5 || a.CurrentAmount != 0 || b.CurrentAmount != 20 {
 		t.Fatalf("%d transfers ok, %d refused; a=%d b=%d", ok, broke, a.CurrentAmount, b.CurrentAmount)
+	}
+}
+
+func TestBalancesProjectionFollowsTheLog(t *testing.T) {
+	t.Parallel()
+	app, _ := newApp(t)
+	balances := budget.NewMemoryBalances()
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: app.Repo, PollInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(budget.BalancesProjection("balances", balances)); err != nil {
+		t.Fatal(err)
+	}
+	do(t, app, signUp("u1", "a@example.com"),
+		budget.AddBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Name: "Food", TargetedAmount: 100, Currency: "EUR"},
+		budget.AddBudgetEnvelope{EnvelopeID: "e2", UserID: "u1", Name: "Rent", TargetedAmount: 100, Currency: "EUR"},
+		budget.CreditBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Amount: 60},
+		budget.TransferBetweenEnvelopes{FromEnvelopeID: "e1", ToEnvelopeID: "e2", UserID: "u1", Amount: 25},
+		budget.RenameBudgetEnvelope{EnvelopeID: "e2", UserID: "u1", Name: "Home"})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		views, _ := balances.List(t.Context(), "u1")
+		if len(views) == 2 && views[0].Name == "Food" && views[0].CurrentAmount == 35 && views[1].Name == "Home" && views[1].CurrentAmount == 25 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read model = %+v", views)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A rebuild from scratch gives the same model.
+	cancel()
+	if err := r.Rebuild(t.Context(), "balances", projection.ReplayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	views, _ := balances.List(t.Context(), "u1")
+	if len(views) != 2 || views[0].CurrentAmount != 35 || views[1].CurrentAmount != 25 {
+		t.Fatalf("rebuilt read model = %+v", views)
+	}
+}
+
+func TestPHPEraCreditsAreUpcast(t *testing.T) {
+	t.Parallel()
+	app, store := newApp(t)
+	do(t, app, signUp("u1", "a@example.com"),
+		budget.AddBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Name: "Food", TargetedAmount: 100_00, Currency: "EUR"})
+	_, err := store.Append(t.Context(), flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "e1", AggregateType: "BudgetEnvelope", Expected: 1,
+		Events: []flux.EventData{{EventID: "0190f6a0-3c1e-7b8e-9d2f-0123456789ab", EventName: "BudgetEnvelopeCredited", EventVersion: 1,
+			Payload: []byte(`{"creditedAmount":"12.5"}`), OccurredAt: time.Now()}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, app, budget.CreditBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Amount: 1})
+	if v := envelope(t, app, "e1"); v.CurrentAmount != 12_51 {
+		t.Fatalf("balance = %d, want 1251", v.CurrentAmount)
 	}
 }

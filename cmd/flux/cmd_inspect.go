@@ -1,0 +1,474 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/fluxcapacitor/flux"
+)
+
+func (m *Main) withBackend(ctx context.Context, dsn string, create bool, fn func(b *backend) error) error {
+	b, err := openBackend(ctx, m.dsnOf(dsn), create)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return fn(b)
+}
+
+func runMigrate(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("migrate [--dsn DSN]", "Creates the event store's tables and indexes, or upgrades them to this\nversion's schema. Safe to run twice.", "  flux migrate\n  flux migrate --dsn postgres://app@db:5432/events")
+	c := addCommon(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return m.withBackend(ctx, *c.dsn, true, func(b *backend) error {
+		if mg, ok := b.store.(interface{ Migrate(context.Context) error }); ok {
+			if err := mg.Migrate(ctx); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(m.Stdout, "%s event store at %s: schema is up to date\n", b.kind, b.where)
+		return nil
+	})
+}
+
+type streamRow struct {
+	AggregateType string `json:"aggregate_type"`
+	StreamID      string `json:"stream_id"`
+	Version       int64  `json:"version"`
+	FirstEventAt  string `json:"first_event_at"`
+	LastEventAt   string `json:"last_event_at"`
+}
+
+func runStreams(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("streams [--type TYPE] [--limit N]", "Lists streams (one per aggregate) with their type, version and the times of\ntheir first and last events, ordered by stream ID.", "  flux streams\n  flux streams --type BudgetEnvelope --json")
+	c := addCommon(fs)
+	typ := fs.String("type", "", "only streams of this aggregate `type`")
+	limit := fs.Int("limit", 0, "show at most `n` streams")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+		var rows []streamRow
+		for si, err := range b.store.ListStreams(ctx, flux.ListStreamsOptions{AggregateType: *typ, Limit: *limit}) {
+			if err != nil {
+				return err
+			}
+			rows = append(rows, streamRow{si.AggregateType, si.StreamID, si.Version, fmtTime(si.FirstEventAt), fmtTime(si.LastEventAt)})
+		}
+		if *c.json {
+			return jsonLines(m.Stdout, rows)
+		}
+		if len(rows) == 0 {
+			fmt.Fprintln(m.Stdout, "no streams")
+			return nil
+		}
+		t := make([][]string, len(rows))
+		for i, r := range rows {
+			t[i] = []string{r.AggregateType, r.StreamID, strconv.FormatInt(r.Version, 10), r.FirstEventAt, r.LastEventAt}
+		}
+		return table(m.Stdout, []string{"AGGREGATE TYPE", "STREAM", "VERSION", "FIRST EVENT", "LAST EVENT"}, t)
+	})
+}
+
+type eventRow struct {
+	Position      int64           `json:"position"`
+	OccurredAt    string          `json:"occurred_at"`
+	AggregateType string          `json:"aggregate_type"`
+	StreamID      string          `json:"stream_id"`
+	Version       int64           `json:"version"`
+	Event         string          `json:"event"`
+	EventVersion  int             `json:"event_version"`
+	EventID       string          `json:"event_id"`
+	RequestID     string          `json:"request_id"`
+	CorrelationID string          `json:"correlation_id"`
+	CausationID   string          `json:"causation_id,omitempty"`
+	Payload       json.RawMessage `json:"payload"`
+	Note          string          `json:"note,omitempty"`
+}
+
+var envelopeRE = regexp.MustCompile(`"fluxpii:v1:[A-Za-z0-9_-]+"`)
+
+// rowOf renders a stored record: decoded (personal data decrypted, or
+// "[forgotten]") with the secret; as stored, personal data "[encrypted]",
+// without it.
+func (a *application) rowOf(ctx context.Context, rec flux.Record) eventRow {
+	r := eventRow{Position: rec.Position, OccurredAt: fmtTime(rec.OccurredAt), AggregateType: rec.AggregateType,
+		StreamID: rec.StreamID, Version: rec.StreamVersion, Event: rec.EventName, EventVersion: rec.EventVersion,
+		EventID: rec.EventID, RequestID: rec.Metadata.RequestID, CorrelationID: rec.Metadata.CorrelationID,
+		CausationID: rec.Metadata.CausationID}
+	stored := json.RawMessage(envelopeRE.ReplaceAll(rec.Payload, []byte(`"[encrypted]"`)))
+	if a.protector == nil {
+		r.Payload = stored
+		if len(stored) != len(rec.Payload) {
+			r.Note = "personal data encrypted; set KEY_MANAGEMENT_SECRET to read it"
+		}
+		return r
+	}
+	env, err := a.repo.Decode(ctx, rec)
+	if err != nil {
+		r.Payload, r.Note = stored, "does not decode: "+err.Error()
+		return r
+	}
+	b, err := json.Marshal(env.Event)
+	if err != nil {
+		r.Payload, r.Note = stored, "does not encode: "+err.Error()
+		return r
+	}
+	r.Payload = b
+	if env.Name != rec.EventName || env.Version != rec.EventVersion {
+		r.Note = fmt.Sprintf("upcast to %s v%d", env.Name, env.Version)
+	}
+	if len(env.Forgotten) > 0 {
+		r.Note = "subject forgotten"
+	}
+	return r
+}
+
+func (m *Main) printEvents(rows []eventRow, asJSON bool, full bool) error {
+	if asJSON {
+		return jsonLines(m.Stdout, rows)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(m.Stdout, "no events")
+		return nil
+	}
+	t := make([][]string, len(rows))
+	for i, r := range rows {
+		payload := string(r.Payload)
+		if !full {
+			payload = shorten(payload, 100)
+		}
+		if r.Note != "" {
+			payload += "  (" + r.Note + ")"
+		}
+		t[i] = []string{strconv.FormatInt(r.Position, 10), r.OccurredAt, r.AggregateType, short(r.StreamID),
+			strconv.FormatInt(r.Version, 10), r.Event + " v" + strconv.Itoa(r.EventVersion), short(r.CorrelationID), payload}
+	}
+	return table(m.Stdout, []string{"POS", "OCCURRED (UTC)", "AGGREGATE", "STREAM", "VER", "EVENT", "CORRELATION", "PAYLOAD"}, t)
+}
+
+func runEvents(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("events [--stream ID] [--type EVENT]... [--since T] [--until T] [--correlation ID] [--request ID]",
+		"Lists events in global order: one stream's, or the whole log's, filtered by\nevent type, time range, correlation or request ID. Personal data is shown\ndecrypted only when KEY_MANAGEMENT_SECRET is set (forgotten subjects read\n\"[forgotten]\"); otherwise it shows as \"[encrypted]\".",
+		"  flux events --stream 0190f6a0-3c1e-7b8e-9d2f-0123456789ab\n  flux events --type BudgetEnvelopeCredited --since \"2026-01-01\" --until \"-1h\"\n  flux events --correlation req-42 --json")
+	c := addCommon(fs)
+	streamID := fs.String("stream", "", "only this stream (aggregate `ID`)")
+	var types stringList
+	fs.Var(&types, "type", "only events of this registered `name` (repeatable)")
+	since := fs.String("since", "", "only events at or after `time`")
+	until := fs.String("until", "", "only events at or before `time`")
+	corr := fs.String("correlation", "", "only events with this correlation `ID`")
+	req := fs.String("request", "", "only events with this request `ID`")
+	limit := fs.Int("limit", 0, "show at most `n` events")
+	full := fs.Bool("full", false, "do not shorten payloads in the table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	now := m.Clock()
+	var from, to time.Time
+	var err error
+	if *since != "" {
+		if from, err = parseTime(*since, now); err != nil {
+			return err
+		}
+	}
+	if *until != "" {
+		if to, err = parseTime(*until, now); err != nil {
+			return err
+		}
+	}
+	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+		a, err := m.openApp(b)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, t := range types {
+			if a.reg.AggregateTypeOf(t) == "" {
+				return &usageError{fmt.Sprintf("unknown event type %q; known: %v", t, a.reg.EventNames())}
+			}
+			names = append(names, a.reg.StoredNames(t)...)
+		}
+		var rows []eventRow
+		add := func(rec flux.Record) bool {
+			rows = append(rows, a.rowOf(ctx, rec))
+			return *limit == 0 || len(rows) < *limit
+		}
+		if *streamID != "" {
+			if err := flux.ValidateStreamID(*streamID); err != nil {
+				return err
+			}
+			for rec, err := range b.store.ReadStream(ctx, *streamID, flux.ReadStreamOptions{Since: from, Until: to, EventNames: names}) {
+				if err != nil {
+					return err
+				}
+				if (*corr != "" && rec.Metadata.CorrelationID != *corr) || (*req != "" && rec.Metadata.RequestID != *req) {
+					continue
+				}
+				if !add(rec) {
+					break
+				}
+			}
+			if len(rows) == 0 {
+				if _, err := exists(ctx, b, *streamID); err != nil {
+					return err
+				}
+			}
+		} else {
+			for rec, err := range b.store.ReadAll(ctx, flux.ReadAllOptions{Since: from, Until: to, EventNames: names, CorrelationID: *corr, RequestID: *req, Limit: *limit}) {
+				if err != nil {
+					return err
+				}
+				if !add(rec) {
+					break
+				}
+			}
+		}
+		return m.printEvents(rows, *c.json, *full)
+	})
+}
+
+// exists fails with a clear error for an unknown stream.
+func exists(ctx context.Context, b *backend, id string) (flux.StreamInfo, error) {
+	for si, err := range b.store.ListStreams(ctx, flux.ListStreamsOptions{After: beforeID(id), Limit: 1}) {
+		if err != nil {
+			return si, err
+		}
+		if si.StreamID == id {
+			return si, nil
+		}
+	}
+	return flux.StreamInfo{}, fmt.Errorf("unknown stream %q: no events; list streams with 'flux streams'", id)
+}
+
+// beforeID returns a string sorting just before id (for ListStreams' After).
+func beforeID(id string) string {
+	if id == "" {
+		return ""
+	}
+	b := []byte(id)
+	if b[len(b)-1] > 0 {
+		b[len(b)-1]--
+		return string(b) + "\xff"
+	}
+	return string(b[:len(b)-1])
+}
+
+func runTrace(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("trace CORRELATION-ID", "Shows every event of one correlation ID, across all streams, in global\norder: the story of one request, through the commands its event handlers\ndispatched.", "  flux trace req-42\n  flux trace 0190f6a0-3c1e-7b8e-9d2f-0123456789ab --json")
+	c := addCommon(fs)
+	full := fs.Bool("full", false, "do not shorten payloads in the table")
+	id, rest := firstArg(args)
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	if id == "" {
+		return &usageError{"give the correlation ID to trace"}
+	}
+	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+		a, err := m.openApp(b)
+		if err != nil {
+			return err
+		}
+		var rows []eventRow
+		streams := map[string]bool{}
+		for rec, err := range b.store.ReadAll(ctx, flux.ReadAllOptions{CorrelationID: id}) {
+			if err != nil {
+				return err
+			}
+			rows = append(rows, a.rowOf(ctx, rec))
+			streams[rec.StreamID] = true
+		}
+		if len(rows) == 0 {
+			return fmt.Errorf("no events with correlation ID %q", id)
+		}
+		if *c.json {
+			return jsonLines(m.Stdout, rows)
+		}
+		fmt.Fprintf(m.Stdout, "correlation %s: %d events in %d streams, %s to %s\n\n", id, len(rows), len(streams), rows[0].OccurredAt, rows[len(rows)-1].OccurredAt)
+		return m.printEvents(rows, false, *full)
+	})
+}
+
+// firstArg splits a leading positional argument from the flags.
+func firstArg(args []string) (string, []string) {
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	return "", args
+}
+
+func runState(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("state TYPE ID [--at TIME | --version N] [--diff TIME]",
+		"Shows an aggregate's state, rebuilt from its events: now, as it was at a\nmoment (--at) or at a version (--version). With --diff, shows the fields\nthat changed between that state and another moment. Types are those of the\nregistered application (User, BudgetEnvelope, ...).",
+		"  flux state User 0190f6a0-3c1e-7b8e-9d2f-0123456789ab\n  flux state BudgetEnvelope env-1 --at \"2026-01-02 10:00\"\n  flux state BudgetEnvelope env-1 --version 3 --diff now")
+	c := addCommon(fs)
+	at := fs.String("at", "", "the state at this `time`")
+	version := fs.Int64("version", 0, "the state at this `version`")
+	diff := fs.String("diff", "", "compare with the state at this `time`")
+	typ, rest := firstArg(args)
+	id, rest := firstArg(rest)
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	if typ == "" || id == "" {
+		return &usageError{"give the aggregate type and ID: flux state TYPE ID"}
+	}
+	now := m.Clock()
+	var opts flux.LoadOptions
+	if *at != "" {
+		t, err := parseTime(*at, now)
+		if err != nil {
+			return err
+		}
+		opts.At = t
+	}
+	opts.Version = *version
+	if opts.Version < 0 {
+		return &usageError{"--version must be positive"}
+	}
+	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+		a, err := m.openApp(b)
+		if err != nil {
+			return err
+		}
+		if !contains(a.reg.AggregateTypes(), typ) {
+			return &usageError{fmt.Sprintf("unknown aggregate type %q; known: %v", typ, a.reg.AggregateTypes())}
+		}
+		left, err := stateOf(ctx, a, typ, id, opts)
+		if err != nil {
+			return err
+		}
+		if *diff == "" {
+			if *c.json {
+				return jsonLines(m.Stdout, []stateView{left})
+			}
+			fmt.Fprintf(m.Stdout, "%s %s at version %d%s\n", typ, id, left.Version, asOf(opts))
+			if left.Hidden {
+				fmt.Fprintln(m.Stdout, "(personal data hidden: set KEY_MANAGEMENT_SECRET to read it)")
+			}
+			if left.Forgotten {
+				fmt.Fprintln(m.Stdout, "(the subject of some personal data was forgotten)")
+			}
+			keys := sortedKeys(left.State)
+			rows := make([][]string, len(keys))
+			for i, k := range keys {
+				rows[i] = []string{k, string(left.State[k])}
+			}
+			return table(m.Stdout, []string{"FIELD", "VALUE"}, rows)
+		}
+		t2, err := parseTime(*diff, now)
+		if err != nil {
+			return err
+		}
+		right, err := stateOf(ctx, a, typ, id, flux.LoadOptions{At: t2})
+		if err != nil {
+			return err
+		}
+		var changed [][]string
+		var out []map[string]any
+		for _, k := range sortedKeys(left.State, right.State) {
+			l, r := string(left.State[k]), string(right.State[k])
+			if l != r {
+				changed = append(changed, []string{k, orDash(l), orDash(r)})
+				out = append(out, map[string]any{"field": k, "before": json.RawMessage(orNull(l)), "after": json.RawMessage(orNull(r))})
+			}
+		}
+		if *c.json {
+			return jsonLines(m.Stdout, out)
+		}
+		fmt.Fprintf(m.Stdout, "%s %s: version %d%s -> version %d as of %s\n", typ, id, left.Version, asOf(opts), right.Version, fmtTime(t2))
+		if len(changed) == 0 {
+			fmt.Fprintln(m.Stdout, "no field changed")
+			return nil
+		}
+		return table(m.Stdout, []string{"FIELD", "BEFORE", "AFTER"}, changed)
+	})
+}
+
+type stateView struct {
+	Type      string                     `json:"type"`
+	ID        string                     `json:"id"`
+	Version   int64                      `json:"version"`
+	State     map[string]json.RawMessage `json:"state"`
+	Hidden    bool                       `json:"personal_data_hidden,omitempty"`
+	Forgotten bool                       `json:"forgotten,omitempty"`
+}
+
+func stateOf(ctx context.Context, a *application, typ, id string, opts flux.LoadOptions) (stateView, error) {
+	agg, err := a.repo.LoadAggregate(ctx, typ, id, opts)
+	if errors.Is(err, flux.ErrAggregateNotFound) {
+		return stateView{}, fmt.Errorf("%s %q has no events%s; list streams with 'flux streams --type %s'", typ, id, asOf(opts), typ)
+	}
+	if err != nil {
+		return stateView{}, err
+	}
+	b, err := json.Marshal(agg)
+	if err != nil {
+		return stateView{}, err
+	}
+	v := stateView{Type: typ, ID: id, Version: agg.Version(), Hidden: a.protector == nil}
+	if err := json.Unmarshal(b, &v.State); err != nil {
+		return stateView{}, err
+	}
+	if li, ok := agg.(interface{ LoadInfo() flux.LoadInfo }); ok {
+		v.Forgotten = li.LoadInfo().Forgotten && a.protector != nil
+	}
+	return v, nil
+}
+
+func asOf(opts flux.LoadOptions) string {
+	switch {
+	case !opts.At.IsZero():
+		return " as of " + fmtTime(opts.At)
+	case opts.Version > 0:
+		return fmt.Sprintf(" (asked for version %d)", opts.Version)
+	}
+	return ""
+}
+
+func sortedKeys(maps ...map[string]json.RawMessage) []string {
+	seen := map[string]bool{}
+	var keys []string
+	for _, m := range maps {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func orNull(s string) string {
+	if s == "" {
+		return "null"
+	}
+	return s
+}
