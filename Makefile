@@ -10,7 +10,7 @@ test:
 
 ## test-full: the heavy acceptance tests at full size, without -race
 test-full:
-	@set -e; for m in $(MODULES); do echo "== test-full $$m"; (cd $$m && FLUX_TEST_FULL=1 $(GO) test -count=1 -run 'TestConformance|TestProjectorSurvivesSIGKILL|TestRelay' ./...); done
+	@set -e; for m in $(MODULES); do echo "== test-full $$m"; (cd $$m && FLUX_TEST_FULL=1 $(GO) test -count=1 -run 'TestConformance|TestProjectorSurvivesSIGKILL|TestRelaySurvivesServerRestarts' ./...); done
 
 ## vet: go vet every module
 vet:
