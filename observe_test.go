@@ -82,7 +82,7 @@ func TestObserverSeesCommandsSavesAppendsLoadsAndUpcasts(t *testing.T) {
 	want := strings.Join([]string{
 		"notice upcast Added 1->2 ",
 		"  load  type=Counter stream=c1 events=0 replayed=1 snapshot=false",
-		"    append  type= stream= events=1",
+		"    append  type=Counter stream=c1 events=1",
 		"  save  type=Counter stream=c1 events=1 snapshots=1",
 		"command flux_test.Increment type= stream= events=0",
 	}, "\n")

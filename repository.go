@@ -171,7 +171,6 @@ func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *Idempoten
 	if len(req.Streams) == 0 && idem == nil {
 		return nil
 	}
-	out.SnapshotsWritten = len(req.Snapshots)
 	var published []Envelope
 	if r.cfg.Publisher != nil {
 		published = pendingEnvelopes(req, roots)
@@ -180,6 +179,7 @@ func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *Idempoten
 	if err != nil {
 		return err
 	}
+	out.SnapshotsWritten = len(req.Snapshots)
 	for _, root := range roots {
 		root.markSaved()
 	}
@@ -208,7 +208,11 @@ func (r *Repository) append(ctx context.Context, req AppendRequest) (AppendResul
 	for _, st := range req.Streams {
 		n += len(st.Events)
 	}
-	actx, end := r.cfg.Observer.Start(ctx, Operation{Kind: OpAppend, Events: n, CorrelationID: MetadataFrom(ctx).CorrelationID})
+	op := Operation{Kind: OpAppend, Events: n, CorrelationID: MetadataFrom(ctx).CorrelationID}
+	if len(req.Streams) == 1 {
+		op.StreamID, op.AggregateType = req.Streams[0].StreamID, req.Streams[0].AggregateType
+	}
+	actx, end := r.cfg.Observer.Start(ctx, op)
 	res, err := r.store.Append(actx, req)
 	end(Outcome{Err: err, Conflict: errors.Is(err, ErrConcurrencyConflict)})
 	return res, err
