@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // IDs the demo hands out with testMain's NewID.
@@ -138,5 +140,70 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	}
 }
 
-var _ = io.Discard
-var _ = bytes.MinRead
+// lockedBuffer is written by a running command and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestProjectionsRunServesMetrics(t *testing.T) {
+	db := fixture(t)
+	m, _, _ := testMain()
+	out, errOut := &lockedBuffer{}, &lockedBuffer{}
+	m.Stdout, m.Stderr = out, errOut
+	m.Getenv = func(k string) string {
+		return map[string]string{"FLUX_DSN": db, "KEY_MANAGEMENT_SECRET": demoSecret}[k]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- m.Run(ctx, []string{"projections", "run", "--metrics-addr", "127.0.0.1:0"}) }()
+	var addr string
+	deadline := time.Now().Add(10 * time.Second)
+	re := regexp.MustCompile(`http://([0-9.:]+)/metrics`)
+	for addr == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics address in %q", errOut.String())
+		}
+		if mm := re.FindStringSubmatch(errOut.String()); mm != nil {
+			addr = mm[1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var body string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if strings.Contains(body, `projection="envelope-balances"`) && strings.Contains(body, "flux_projection_batch") {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"flux_projection_lag_events", `projection="envelope-balances"`, "flux_projection_batch"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("metrics lack %s:\n%s", want, body)
+		}
+	}
+	if !strings.Contains(out.String(), "running projections") {
+		t.Fatalf("output: %s", out)
+	}
+}
