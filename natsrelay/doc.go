@@ -124,8 +124,8 @@
 // first batch, or earlier by EnsureStream, and checked again after every
 // failure (so a deleted stream is created again, unless ExistingStream).
 //
-// Run the relay with projection.StopOnUndecodable (the runner's default):
-// the runner decodes each event before handing it over, and an event
-// skipped as undecodable would never be relayed. Run one relay per name;
+// The relay is a projection.RawProjection: the runner hands it events as
+// stored, without decoding or decrypting them, so every event is relayed —
+// also one the application can no longer decode. Run one relay per name;
 // relays to several brokers need distinct names.
 package natsrelay

@@ -239,6 +239,11 @@ func (r *Relay) Name() string { return r.cfg.Name }
 // Filter implements projection.Projection: the configured Filter.
 func (r *Relay) Filter() projection.Filter { return r.cfg.Filter }
 
+// RawRecords implements projection.RawProjection: the relay forwards events
+// as stored, so the runner neither decodes nor decrypts them, and an event
+// the application cannot decode is relayed all the same.
+func (r *Relay) RawRecords() bool { return true }
+
 // Stream returns the name of the JetStream stream the relay publishes to.
 func (r *Relay) Stream() string { return r.cfg.Stream }
 
@@ -412,11 +417,9 @@ func coveredBy(patterns []string, subject string) bool {
 // NewRunner returns a projection.Runner with the relay added, after
 // checking that cfg suits it: the runner's MaxBackoff (default 30s) plus
 // AckTimeout must stay within DuplicateWindow, so that a failed batch is
-// published again while JetStream still remembers its events, and
-// undecodable events must stop the relay (projection.StopOnUndecodable,
-// the default) rather than be skipped unrelayed. Add more projections to
-// the runner as usual. To add the relay to a runner of your own instead,
-// call runner.Add(relay) and keep those two rules.
+// published again while JetStream still remembers its events. Add more
+// projections to the runner as usual. To add the relay to a runner of your
+// own instead, call runner.Add(relay) and keep that rule.
 func (r *Relay) NewRunner(cfg projection.RunnerConfig) (*projection.Runner, error) {
 	var errs []error
 	maxBackoff := cfg.MaxBackoff
@@ -425,9 +428,6 @@ func (r *Relay) NewRunner(cfg projection.RunnerConfig) (*projection.Runner, erro
 	}
 	if maxBackoff+r.cfg.AckTimeout >= r.cfg.DuplicateWindow {
 		errs = append(errs, configError("RunnerConfig.MaxBackoff %v plus Config.AckTimeout %v reaches Config.DuplicateWindow %v: a batch retried that late would be stored twice; lower MaxBackoff or raise DuplicateWindow", maxBackoff, r.cfg.AckTimeout, r.cfg.DuplicateWindow))
-	}
-	if cfg.Undecodable == projection.SkipUndecodable {
-		errs = append(errs, configError("RunnerConfig.Undecodable is SkipUndecodable: skipped events would never be relayed while the checkpoint moves past them; use StopOnUndecodable"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -41,6 +41,16 @@ type BatchHandler interface {
 	Checkpoint(ctx context.Context) (Checkpoint, error)
 }
 
+// RawProjection is implemented by projections that want events as stored,
+// not decoded: their Envelopes carry only the Record (Event is nil, Name
+// and Version are the stored ones). Nothing is decoded or decrypted, so an
+// event the application cannot decode does not stop them. The NATS relay
+// is one: it forwards stored bytes.
+type RawProjection interface {
+	Projection
+	RawRecords() bool
+}
+
 // Resetter is implemented by projections whose read model can be emptied,
 // for a rebuild in place.
 type Resetter interface {

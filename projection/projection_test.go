@@ -398,3 +398,49 @@ func (s *swapModel) Swap(ctx context.Context, cp projection.Checkpoint) error {
 	s.live = s.shadow
 	return s.cps.SaveCheckpoint(ctx, projection.Checkpoint{Name: "swapped", Position: cp.Position, UpdatedAt: time.Now()})
 }
+
+type rawCounter struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (r *rawCounter) Name() string              { return "raw" }
+func (r *rawCounter) Filter() projection.Filter { return projection.Filter{} }
+func (r *rawCounter) RawRecords() bool          { return true }
+func (r *rawCounter) Handle(ctx context.Context, e flux.Envelope) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Event != nil {
+		return errors.New("a raw projection got a decoded event")
+	}
+	r.names = append(r.names, fmt.Sprintf("%s v%d", e.EventName, e.EventVersion))
+	return nil
+}
+
+func (r *rawCounter) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.names)
+}
+
+func TestRawProjectionsGetStoredRecordsEvenUndecodableOnes(t *testing.T) {
+	t.Parallel()
+	store, repo := setup(t)
+	deposit(t, repo, "a", 1)
+	raw(t, store, "a", "Account", "Deposited", 2, `{"amount":"not a number"}`)
+	raw(t, store, "x", "Account", "NoSuchEvent", 1, `{}`)
+	raw(t, store, "old", "Account", "Deposited", 1, `{"amt":5}`)
+	rc := &rawCounter{}
+	r, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo})
+	_ = r.Add(rc)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	waitFor(t, "raw records", func() bool { return rc.count() == 5 })
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if got := strings.Join(rc.names, ","); got != "Opened v1,Deposited v2,Deposited v2,NoSuchEvent v1,Deposited v1" {
+		t.Fatalf("raw records = %s", got)
+	}
+	_ = store
+}

@@ -214,6 +214,9 @@ func (r *Runner) follow(ctx context.Context, rp *running, opts SubscriptionOptio
 		return fmt.Errorf("projection %q: load checkpoint: %w", p.Name(), err)
 	}
 	opts.From, opts.Filter = cp.Position, p.Filter()
+	if rp, ok := p.(RawProjection); ok && rp.RawRecords() {
+		opts.Raw = true
+	}
 	opts.BatchSize, opts.PollInterval, opts.GapWait, opts.Undecodable = r.cfg.BatchSize, r.cfg.PollInterval, r.cfg.GapWait, r.cfg.Undecodable
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -45,6 +45,9 @@ type SubscriptionOptions struct {
 	GapWait time.Duration
 	// Undecodable says what to do with events that do not decode.
 	Undecodable UndecodablePolicy
+	// Raw delivers records as stored, without decoding them (see
+	// RawProjection).
+	Raw bool
 	// Clock tells time for gap waits. Default time.Now.
 	Clock func() time.Time
 }
@@ -165,6 +168,10 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 		for i := range recs {
 			rec := &recs[i]
 			if !s.repo.Registry().Matches(rec, s.opts.Filter.EventNames, s.opts.Filter.AggregateTypes) {
+				continue
+			}
+			if s.opts.Raw {
+				b.Events = append(b.Events, flux.Envelope{Record: *rec, Name: rec.EventName, Version: rec.EventVersion})
 				continue
 			}
 			env, err := s.repo.Decode(ctx, *rec)
