@@ -18,8 +18,11 @@ import (
 
 // The benchmarks compare the framework with the raw driver on the same
 // table, connection settings and commit granularity. Each has a "raw" and
-// a "flux" sub-benchmark; pipe the output through internal/benchratio for
-// medians and ratios:
+// a "flux" sub-benchmark (flux.Repository Save/Load); the single-writer
+// ones also have "store" (Store.Append/ReadStream alone, without encoding
+// or decoding payloads), which splits the cost between the store and the
+// repository. Pipe the output through internal/benchratio for medians
+// and ratios:
 //
 //	cd mysqlstore && FLUX_TEST_MYSQL_DSN='root@tcp(127.0.0.1:3306)/test' GOWORK=off \
 //		go test -run '^$' -bench . -count 6 . | (cd .. && go run ./internal/benchratio)
@@ -132,6 +135,27 @@ func benchmarkAppend(b *testing.B, perSave int) {
 		}
 		b.ReportMetric(float64(b.N*perSave)/b.Elapsed().Seconds(), "events/s")
 	})
+	// store: the same appends through Store.Append, without the
+	// repository (encoding, metadata).
+	b.Run("store", func(b *testing.B) {
+		s, _, _ := benchStore(b)
+		ctx := context.Background()
+		payload, _ := json.Marshal(deposit)
+		var ids uuid.Generator
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			evs := make([]flux.EventData, perSave)
+			for j := range evs {
+				evs[j] = flux.EventData{EventID: ids.New(), EventName: "Deposited", EventVersion: 1, Payload: payload,
+					Metadata: flux.Metadata{RequestID: flux.DefaultRequestID}, OccurredAt: time.Now()}
+			}
+			if _, err := s.Append(ctx, flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "acc-store", AggregateType: "Account",
+				Expected: flux.ExpectedVersion(i * perSave), Events: evs}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*perSave)/b.Elapsed().Seconds(), "events/s")
+	})
 	b.Run("flux", func(b *testing.B) {
 		_, repo, _ := benchStore(b)
 		ctx := context.Background()
@@ -239,6 +263,22 @@ func benchmarkLoad(b *testing.B, events int) {
 			rows.Close()
 			if n != events {
 				b.Fatalf("read %d rows", n)
+			}
+		}
+		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+	})
+	// store: the store's own part of a load, without decoding payloads.
+	b.Run("store", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			n := 0
+			for _, err := range s.ReadStream(ctx, "acc", flux.ReadStreamOptions{}) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if n != events {
+				b.Fatalf("read %d records", n)
 			}
 		}
 		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")

@@ -56,7 +56,7 @@ func isConnLoss(err error) bool {
 		return false
 	}
 	switch mysqlErrno(err) {
-	case erServerShutdown, erConnectionKilled, crServerGone, crServerLost, erClientInteraction, erQueryInterrupted:
+	case erServerShutdown, erConnectionKilled, crServerGone, crServerLost, erClientInteraction:
 		return true
 	}
 	var ne net.Error
@@ -114,24 +114,26 @@ func interpretError(op string, write bool, err error) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("mysqlstore: %s: %w", op, err)
 	case errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed"):
-		return fmt.Errorf("%w: mysqlstore: %s: %v", flux.ErrStoreClosed, op, err)
+		return fmt.Errorf("%w: mysqlstore: %s: %w", flux.ErrStoreClosed, op, err)
 	case isDialFailure(err):
-		return fmt.Errorf("%w: mysqlstore: %s: cannot connect to the database (is it running and reachable?)%s; retry later: %v",
+		return fmt.Errorf("%w: mysqlstore: %s: cannot connect to the database (is it running and reachable?)%s; retry later: %w",
 			errUnavailable, op, rolledBack, err)
 	case isConnLoss(err):
-		return fmt.Errorf("%w: mysqlstore: %s: the connection to the database was lost%s; retry once it is reachable: %v",
+		return fmt.Errorf("%w: mysqlstore: %s: the connection to the database was lost%s; retry once it is reachable: %w",
 			errUnavailable, op, rolledBack, err)
 	}
 	switch mysqlErrno(err) {
 	case erLockDeadlock:
-		return fmt.Errorf("%w: mysqlstore: %s: chosen as a deadlock victim repeatedly%s; retry: %v", errUnavailable, op, rolledBack, err)
+		return fmt.Errorf("%w: mysqlstore: %s: chosen as a deadlock victim repeatedly%s; retry: %w", errUnavailable, op, rolledBack, err)
 	case erLockWaitTimeout:
-		return fmt.Errorf("%w: mysqlstore: %s: timed out waiting for a row lock (innodb_lock_wait_timeout); another transaction held it, for an append usually another append holding the log head%s; retry: %v",
+		return fmt.Errorf("%w: mysqlstore: %s: timed out waiting for a row lock (innodb_lock_wait_timeout); another transaction held it, for an append usually another append holding the log head%s; retry: %w",
 			errUnavailable, op, rolledBack, err)
+	case erQueryInterrupted:
+		return fmt.Errorf("%w: mysqlstore: %s: the statement was interrupted (KILL QUERY, or the server is shutting down)%s; retry: %w", errUnavailable, op, rolledBack, err)
 	case erTooManyConnections, erUserConnections:
-		return fmt.Errorf("%w: mysqlstore: %s: the server refuses more connections; lower Options.MaxOpenConns or raise max_connections: %v", errUnavailable, op, err)
+		return fmt.Errorf("%w: mysqlstore: %s: the server refuses more connections; lower Options.MaxOpenConns or raise max_connections: %w", errUnavailable, op, err)
 	case erOptionPrevents, erReadOnlyMode:
-		return fmt.Errorf("%w: mysqlstore: %s: the server is read-only (a replica, or failing over)%s: %v", errUnavailable, op, rolledBack, err)
+		return fmt.Errorf("%w: mysqlstore: %s: the server is read-only (a replica, or failing over)%s: %w", errUnavailable, op, rolledBack, err)
 	case erNoSuchTable, erBadField:
 		return fmt.Errorf("mysqlstore: %s: the schema is missing or outdated; run Store.Migrate (or open without Options.SkipMigrate): %w", op, err)
 	case erNetPacketTooLarge:

@@ -3,6 +3,7 @@ package mysqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -24,7 +25,7 @@ var (
 // writeIdempotency records k inside the append transaction, or returns the
 // *flux.IdempotencyError carrying the first use. Appends are serialised
 // on the log head, so a first use has committed before a duplicate runs.
-func (s *Store) writeIdempotency(ctx context.Context, tx *sql.Tx, k *flux.IdempotencyRecord) error {
+func (s *Store) writeIdempotency(ctx context.Context, tx querier, k *flux.IdempotencyRecord) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (idempotency_key, result, created_at) VALUES (?, ?, ?)`,
 		k.Key, nonNil(k.Result), formatTime(k.CreatedAt))
 	if err == nil || mysqlErrno(err) != erDupEntry {
@@ -49,12 +50,12 @@ func nonNil(b []byte) []byte {
 
 // writeSnapshot stores w inside the append transaction and prunes the
 // stream's older snapshots beyond w.Keep.
-func writeSnapshot(ctx context.Context, tx *sql.Tx, w *flux.SnapshotWrite) error {
+func writeSnapshot(ctx context.Context, tx querier, w *flux.SnapshotWrite) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO aggregate_snapshots (aggregate_id, aggregate_type, version, schema_version, data, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE aggregate_type = VALUES(aggregate_type), schema_version = VALUES(schema_version),
 			data = VALUES(data), created_at = VALUES(created_at)`,
-		w.StreamID, w.AggregateType, w.Version, w.SchemaVersion, string(w.Data), formatTime(w.CreatedAt))
+		w.StreamID, w.AggregateType, w.Version, w.SchemaVersion, json.RawMessage(w.Data), formatTime(w.CreatedAt))
 	if err != nil {
 		return err
 	}
@@ -152,15 +153,24 @@ func (s *Store) DeleteSnapshots(ctx context.Context, streamID string) (int64, er
 	return s.execCount(ctx, "delete snapshots of "+quote(streamID), `DELETE FROM aggregate_snapshots WHERE aggregate_id = ?`, streamID)
 }
 
+// execCount runs one statement on its own (autocommit) and returns the
+// rows it affected, running it again if InnoDB picks it as a deadlock
+// victim (a prune may meet an append writing snapshots).
 func (s *Store) execCount(ctx context.Context, op, query string, args ...any) (int64, error) {
 	if s.closed.Load() {
 		return 0, flux.ErrStoreClosed
 	}
-	r, err := s.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, s.writeError(ctx, op, err)
+	for attempt := 0; ; attempt++ {
+		r, err := s.db.ExecContext(ctx, query, args...)
+		if err != nil && retryable(err) && attempt < s.opts.DeadlockRetries && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "mysqlstore: deadlock victim; retrying", "op", op, "attempt", attempt+1, "err", err)
+			continue
+		}
+		if err != nil {
+			return 0, s.writeError(ctx, op, err)
+		}
+		return r.RowsAffected()
 	}
-	return r.RowsAffected()
 }
 
 // LookupIdempotency implements flux.IdempotencyStore.
@@ -175,12 +185,7 @@ func (s *Store) LookupIdempotency(ctx context.Context, key string) (flux.Idempot
 	return rec, ok, nil
 }
 
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func lookupIdempotency(ctx context.Context, q queryer, key string) (flux.IdempotencyRecord, bool, error) {
+func lookupIdempotency(ctx context.Context, q querier, key string) (flux.IdempotencyRecord, bool, error) {
 	rec := flux.IdempotencyRecord{Key: key}
 	err := q.QueryRowContext(ctx, `SELECT result, created_at FROM idempotency_keys WHERE idempotency_key = ?`, key).Scan(&rec.Result, utcTime{&rec.CreatedAt})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -263,7 +268,7 @@ func (s *Store) LoadKey(ctx context.Context, subject string) (pii.StoredKey, err
 
 // loadKey reads the subject's key and tombstone in one query; the
 // tombstone wins.
-func loadKey(ctx context.Context, q queryer, subject string) (pii.StoredKey, error) {
+func loadKey(ctx context.Context, q querier, subject string) (pii.StoredKey, error) {
 	rows, err := q.QueryContext(ctx, `SELECT 0, encryption_key, created_at, updated_at FROM encryption_keys WHERE user_id = ?
 		UNION ALL SELECT 1, NULL, forgotten_at, forgotten_at FROM forgotten_subjects WHERE user_id = ?`, subject, subject)
 	if err != nil {

@@ -60,6 +60,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The suite again, on a pool the caller opened (New): appends then run in
+// ordinary database/sql transactions.
+func TestConformanceOnTheCallersPool(t *testing.T) {
+	mysqlstore.ServerDSN(t)
+	storetest.Run(t, storetest.Harness{
+		Short: true,
+		New:   func(t *testing.T) flux.EventStore { return openOnCallersPool(t) },
+	})
+}
+
 func TestProjectTx(t *testing.T) {
 	mysqlstore.ServerDSN(t)
 	storetest.RunProjectTx(t, storetest.TxHarness[*sql.Tx]{
@@ -200,6 +210,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 }
 
 func TestMigrateRefusesForeignLayouts(t *testing.T) {
+	mysqlstore.ServerDSN(t)
 	t.Parallel()
 	cases := []struct {
 		name  string
@@ -244,6 +255,7 @@ func TestMigrateRefusesForeignLayouts(t *testing.T) {
 // New works on the caller's pool whatever its time settings, and Close
 // leaves that pool open.
 func TestNewOnTheCallersPool(t *testing.T) {
+	mysqlstore.ServerDSN(t)
 	t.Parallel()
 	plus5 := time.FixedZone("UTC+5", 5*3600)
 	cases := []struct {
@@ -501,6 +513,7 @@ func killWhere(t *testing.T, s *mysqlstore.Store, cond string) {
 // connection) gives ErrStoreUnavailable saying the connection was lost and
 // the transaction rolled back; nothing is written and the store goes on.
 func TestLostConnectionIsReported(t *testing.T) {
+	mysqlstore.ServerDSN(t)
 	t.Parallel()
 	wantLost := func(t *testing.T, who string, err error) {
 		t.Helper()
@@ -585,5 +598,129 @@ func TestLockWaitTimeoutIsReported(t *testing.T) {
 	}
 	if n := len(readStream(t, s2, "waiter")); n != 0 {
 		t.Fatalf("the timed-out append wrote %d events", n)
+	}
+}
+
+// An event size the server's max_allowed_packet cannot carry is refused
+// when the store opens, not at the first large event.
+func TestOpenRefusesAnEventSizeThePacketCannotCarry(t *testing.T) {
+	t.Parallel()
+	_, err := mysqlstore.Open(t.Context(), mysqlstore.NewTestDatabase(t), &mysqlstore.Options{MaxEventSize: 1 << 30})
+	if err == nil || !strings.Contains(err.Error(), "max_allowed_packet") {
+		t.Fatalf("err = %v, want it to name max_allowed_packet", err)
+	}
+}
+
+// openOnCallersPool opens a store with New on a pool of its own, as an
+// application would.
+func openOnCallersPool(t testing.TB) *mysqlstore.Store {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(mysqlstore.NewTestDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.InterpolateParams = true
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	s, err := mysqlstore.New(t.Context(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Exact expectations are checked in the INSERT (in one round trip with
+// the head UPDATE on Open's pool, or in its own statement, with a UNION
+// ALL member per event, on New's) or, for large batches on New's pool, by
+// a read; every way gives the same answers.
+func TestExactExpectationsForEveryBatchSize(t *testing.T) {
+	mysqlstore.ServerDSN(t)
+	t.Parallel()
+	stores := []struct {
+		name string
+		open func(testing.TB) *mysqlstore.Store
+	}{
+		{"Open", func(t testing.TB) *mysqlstore.Store { return openTemp(t, nil) }},
+		{"New", openOnCallersPool},
+	}
+	evs := func(n int) []flux.EventData {
+		out := make([]flux.EventData, n)
+		for i := range out {
+			out[i] = ev("E", `{}`)
+		}
+		return out
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			s := st.open(t)
+			for _, n := range []int{1, 2, 4, 5, 40} {
+				t.Run(fmt.Sprintf("%d events", n), func(t *testing.T) {
+					id := fmt.Sprint("batch-", n)
+					if _, err := appendOne(t.Context(), s, id, flux.NoStream, evs(2)...); err != nil {
+						t.Fatal(err)
+					}
+					for _, exp := range []flux.ExpectedVersion{flux.NoStream, 1, 5} {
+						_, err := appendOne(t.Context(), s, id, exp, evs(n)...)
+						var ce *flux.ConflictError
+						if !errors.As(err, &ce) || ce.StreamID != id || ce.Expected != exp || ce.Actual != 2 {
+							t.Fatalf("expecting %v: err = %v, want a conflict with actual version 2", exp, err)
+						}
+					}
+					res, err := appendOne(t.Context(), s, id, 2, evs(n)...)
+					if err != nil || res.Versions[0] != int64(2+n) {
+						t.Fatalf("expecting 2: %v, %v", res, err)
+					}
+					recs := readStream(t, s, id)
+					if len(recs) != 2+n || recs[len(recs)-1].StreamVersion != int64(2+n) {
+						t.Fatalf("stream holds %d events", len(recs))
+					}
+					for i, p := range res.Positions {
+						if recs[2+i].Position != p {
+							t.Fatalf("event %d at position %d, the append reported %d", 2+i, recs[2+i].Position, p)
+						}
+					}
+				})
+			}
+			checkDense(t, s, 5*2+1+2+4+5+40)
+		})
+	}
+}
+
+// The longest stream ID flux accepts (255 bytes, ASCII or 4-byte
+// characters) fits the unique index, as do names and keys of that length.
+func TestLongestIDsFitTheIndexes(t *testing.T) {
+	mysqlstore.ServerDSN(t)
+	t.Parallel()
+	s := openTemp(t, nil)
+	cases := []struct{ name, id string }{
+		{"255 ASCII bytes", strings.Repeat("a", 255)},
+		{"63 emoji and 3 bytes", strings.Repeat("🚀", 63) + "abc"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := ev(strings.Repeat("N", 255), `{}`)
+			_, err := s.Append(t.Context(), flux.AppendRequest{
+				Streams:     []flux.StreamAppend{{StreamID: c.id, AggregateType: strings.Repeat("T", 255), Expected: flux.NoStream, Events: []flux.EventData{e}}},
+				Idempotency: &flux.IdempotencyRecord{Key: c.id, Result: []byte(`1`), CreatedAt: time.Now()},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recs := readStream(t, s, c.id); len(recs) != 1 || recs[0].StreamID != c.id {
+				t.Fatalf("read back %+v", recs)
+			}
+			if _, err := s.CreateKey(t.Context(), pii.StoredKey{Subject: c.id, Wrapped: "w", CreatedAt: time.Now(), UpdatedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SaveCheckpoint(t.Context(), projection.Checkpoint{Name: c.id, Position: 1, UpdatedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

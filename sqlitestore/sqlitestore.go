@@ -105,6 +105,7 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared read queries, by SQL text
+	wstmts map[string]*sql.Stmt // prepared write statements (on the one write connection)
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -282,6 +283,22 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	if err := ctx.Err(); err != nil {
 		return flux.AppendResult{}, err
 	}
+	// Prepare (or find) the INSERT statements first: preparing needs the
+	// one write connection, which the transaction below holds.
+	stmts := make(map[string]*sql.Stmt)
+	for i := range req.Streams {
+		st := &req.Streams[i]
+		for from := 0; from < len(st.Events); from += insertChunk {
+			q := insertQuery(min(from+insertChunk, len(st.Events))-from, from == 0 && st.Expected > 0)
+			if _, ok := stmts[q]; !ok {
+				stmt, err := s.writeStmt(ctx, q)
+				if err != nil {
+					return flux.AppendResult{}, s.appendError(ctx, err)
+				}
+				stmts[q] = stmt
+			}
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dsn)
 	if err != nil {
 		return flux.AppendResult{}, s.appendError(ctx, err)
@@ -307,8 +324,8 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 			// Only the first chunk of an exact expectation checks that the
 			// stream is at that version; the unique constraint covers the rest.
 			checkExact := from == 0 && st.Expected > 0
-			query, args := insertStatement(st, from, to, base, checkExact)
-			r, err := tx.ExecContext(ctx, query, args...)
+			args := insertArgs(st, from, to, base, checkExact)
+			r, err := tx.StmtContext(ctx, stmts[insertQuery(to-from, checkExact)]).ExecContext(ctx, args...)
 			if err != nil {
 				if isUniqueViolation(err) && strings.Contains(err.Error(), "version") {
 					return flux.AppendResult{}, s.conflict(ctx, tx, st)
@@ -348,9 +365,10 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	return res, nil
 }
 
-func insertStatement(st *flux.StreamAppend, from, to int, base int64, checkExact bool) (string, []any) {
+// insertQuery is the INSERT of n events; with checkExact it inserts only
+// when the stream is at the expected version (its last two arguments).
+func insertQuery(n int, checkExact bool) string {
 	var b strings.Builder
-	args := make([]any, 0, (to-from)*12+2)
 	b.WriteString("INSERT INTO events ")
 	b.WriteString(insertColumns)
 	if checkExact {
@@ -358,22 +376,32 @@ func insertStatement(st *flux.StreamAppend, from, to int, base int64, checkExact
 	} else {
 		b.WriteString(" VALUES ")
 	}
-	for i := from; i < to; i++ {
-		e := &st.Events[i]
-		if i > from {
+	for i := 0; i < n; i++ {
+		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	if checkExact {
+		b.WriteString(") WHERE EXISTS (SELECT 1 FROM events WHERE aggregate_id = ? AND version = ?)")
+	}
+	return b.String()
+}
+
+// insertArgs are the arguments of insertQuery for events [from, to).
+func insertArgs(st *flux.StreamAppend, from, to int, base int64, checkExact bool) []any {
+	args := make([]any, 0, (to-from)*12+2)
+	for i := from; i < to; i++ {
+		e := &st.Events[i]
 		args = append(args, e.EventID, st.StreamID, st.AggregateType, e.EventName, e.EventVersion,
 			e.Payload, extraJSON(e.Metadata.Extra), formatTime(e.OccurredAt),
 			requestID(e.Metadata.RequestID), e.Metadata.CorrelationID, e.Metadata.CausationID,
 			base+int64(i)+1)
 	}
 	if checkExact {
-		b.WriteString(") WHERE EXISTS (SELECT 1 FROM events WHERE aggregate_id = ? AND version = ?)")
 		args = append(args, st.StreamID, base)
 	}
-	return b.String(), args
+	return args
 }
 
 func requestID(id string) string {
@@ -548,16 +576,24 @@ func (s *Store) query(ctx context.Context, query string, args []any) iter.Seq2[f
 }
 
 // prepared returns a prepared statement for query on the read pool,
-// preparing and caching it on first use.
+// preparing and caching it on first use (without holding the cache lock
+// while preparing, which may wait for a connection).
 func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
-	if st, ok := s.stmts[query]; ok {
+	st, ok := s.stmts[query]
+	s.stmtMu.Unlock()
+	if ok {
 		return st, nil
 	}
 	st, err := s.rdb.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if existing, ok := s.stmts[query]; ok {
+		st.Close()
+		return existing, nil
 	}
 	if s.stmts == nil || len(s.stmts) >= maxCachedStmts {
 		for _, old := range s.stmts {
@@ -566,6 +602,37 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 		s.stmts = make(map[string]*sql.Stmt)
 	}
 	s.stmts[query] = st
+	return st, nil
+}
+
+// writeStmt returns query prepared on the write connection, caching it: an
+// append of n events reuses the statement of the last append of n. It must
+// not be called inside a write transaction (preparing needs the
+// connection), and does not hold the cache lock while preparing.
+func (s *Store) writeStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	st, ok := s.wstmts[query]
+	s.stmtMu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := s.wdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if existing, ok := s.wstmts[query]; ok {
+		st.Close()
+		return existing, nil
+	}
+	if s.wstmts == nil || len(s.wstmts) >= maxCachedStmts {
+		for _, old := range s.wstmts {
+			old.Close() // database/sql closes it once no transaction uses it
+		}
+		s.wstmts = make(map[string]*sql.Stmt)
+	}
+	s.wstmts[query] = st
 	return st, nil
 }
 
