@@ -44,6 +44,23 @@ func ParsePayload(data []byte) (*Payload, error) {
 
 var payloadPool = sync.Pool{New: func() any { return new(Payload) }}
 
+// AcquirePayload parses data into a pooled Payload. Release it when done:
+// the hot read paths (upcasting, decryption) parse without allocating.
+func AcquirePayload(data []byte) (*Payload, error) {
+	p := payloadPool.Get().(*Payload)
+	if err := p.parse(data); err != nil {
+		ReleasePayload(p)
+		return nil, err
+	}
+	return p, nil
+}
+
+// ReleasePayload returns p to the pool; p must not be used afterwards.
+func ReleasePayload(p *Payload) {
+	p.reset()
+	payloadPool.Put(p)
+}
+
 // reset drops every reference so a pooled Payload retains no event data.
 func (p *Payload) reset() {
 	clear(p.buf[:])

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+
+	"github.com/fluxcapacitor/flux/internal/fastjson"
 )
 
 // Registry maps stored names to Go types: aggregate type names to
@@ -165,13 +167,20 @@ func AggregateType[A Aggregate](name string, newFn func() A, opts ...AggregateOp
 // tags to fix field names. Options add upcasters for older versions
 // (Upcast, UpcastRenamed).
 func EventType[E any](name string, version int, opts ...EventOption) AggregateOption {
+	plan := fastjson.For(reflect.TypeFor[E]()) // nil: encoding/json decodes E
 	d := &eventDefinition{
 		name:    name,
 		version: version,
 		typ:     reflect.TypeFor[E](),
 		decode: func(payload []byte) (any, error) {
 			var e E
-			if err := json.Unmarshal(payload, &e); err != nil {
+			var err error
+			if plan != nil {
+				err = plan.Decode(payload, reflect.ValueOf(&e).Elem())
+			} else {
+				err = json.Unmarshal(payload, &e)
+			}
+			if err != nil {
 				return nil, err
 			}
 			return e, nil
@@ -360,6 +369,8 @@ func jsonErrorWithoutValue(err error) string {
 		return fmt.Sprintf("invalid JSON at offset %d", syn.Offset)
 	case errors.As(err, &typ):
 		return fmt.Sprintf("field %q: JSON %s does not fit Go type %v", typ.Field, typ.Value, typ.Type)
+	case errors.Is(err, fastjson.ErrSyntax), errors.Is(err, fastjson.ErrType):
+		return err.Error()
 	default:
 		return "payload does not decode"
 	}

@@ -113,20 +113,32 @@ const EnvelopePrefix = "fluxpii:v1:"
 // and returns its sealed bytes. A value with the prefix but a malformed
 // body is an ErrBadEnvelope error.
 func ParseEnvelope(raw []byte) (sealed []byte, ok bool, err error) {
+	sealed, _, ok, err = appendEnvelope(nil, raw)
+	return sealed, ok, err
+}
+
+// appendEnvelope is ParseEnvelope decoding into buf's spare capacity; rest
+// is buf grown by the sealed bytes, for the next envelope.
+func appendEnvelope(buf, raw []byte) (sealed, rest []byte, ok bool, err error) {
 	const quoted = `"` + EnvelopePrefix
 	if len(raw) < len(quoted)+1 || string(raw[:len(quoted)]) != quoted || raw[len(raw)-1] != '"' {
-		return nil, false, nil
+		return nil, buf, false, nil
 	}
 	body := raw[len(quoted) : len(raw)-1]
-	sealed = make([]byte, base64.RawURLEncoding.DecodedLen(len(body)))
+	need := base64.RawURLEncoding.DecodedLen(len(body))
+	if cap(buf)-len(buf) < need {
+		buf = make([]byte, 0, max(need, 2*cap(buf)))
+	}
+	rest = buf[:len(buf)+need]
+	sealed = rest[len(buf):len(rest):len(rest)]
 	n, err := base64.RawURLEncoding.Decode(sealed, body)
 	if err != nil {
-		return nil, true, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return nil, buf, true, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
 	if n < 12+16 {
-		return nil, true, fmt.Errorf("%w: %d bytes is shorter than a nonce and a tag", ErrBadEnvelope, n)
+		return nil, buf, true, fmt.Errorf("%w: %d bytes is shorter than a nonce and a tag", ErrBadEnvelope, n)
 	}
-	return sealed[:n], true, nil
+	return sealed[:n], rest, true, nil
 }
 
 func formatEnvelope(sealed []byte) []byte {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/internal/fastjson"
 )
 
 // SecretEnv is the environment variable holding the key-encryption
@@ -198,12 +199,13 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 		return nil, pl.err
 	}
 	if len(pl.fields) == 0 {
-		return nil, json.Unmarshal(data, target)
+		return nil, fastjson.Unmarshal(data, target)
 	}
-	obj, err := flux.ParsePayload(data)
+	obj, err := flux.AcquirePayload(data)
 	if err != nil {
 		return nil, err
 	}
+	defer flux.ReleasePayload(obj)
 	subject, err := pl.subjectFromJSON(obj, target)
 	if err != nil {
 		return nil, err
@@ -211,12 +213,15 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 	var entry *cacheEntry
 	var forgotten []string
 	var aad []byte
+	// One buffer holds every ciphertext (decrypted in place) of the event.
+	arena := make([]byte, 0, len(data))
 	for _, f := range pl.fields {
 		err := transformField(obj, f.path, "", func(field string, raw []byte) ([]byte, error) {
-			sealed, ok, err := ParseEnvelope(raw)
+			sealed, rest, ok, err := appendEnvelope(arena, raw)
 			if err != nil || !ok {
 				return raw, err // a value stored before it was marked stays as it is
 			}
+			arena = rest
 			if subject == "" {
 				return nil, fmt.Errorf("%w: the value is encrypted but the subject is empty", ErrNoSubject)
 			}
@@ -249,7 +254,7 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 			return nil, &FieldError{Type: pl.typeName, Field: f.name(), Subject: subject, Err: err}
 		}
 	}
-	if err := json.Unmarshal(obj.Bytes(), target); err != nil {
+	if err := fastjson.Unmarshal(obj.Bytes(), target); err != nil {
 		return nil, err
 	}
 	return forgotten, nil
