@@ -68,9 +68,10 @@ var (
 	ErrStoreClosed = errors.New("flux: store closed")
 
 	// ErrStoreUnavailable is returned when the database cannot be reached or
-	// the connection was lost mid-operation. For an append the outcome is
-	// then not known to the caller only if the error says so; backends roll
-	// back on connection loss, so a failed append wrote nothing. Retry later.
+	// the connection was lost mid-operation. A connection lost before the
+	// commit means nothing was written (the database rolls back); lost
+	// during the commit, the outcome may be unknown, and the error says so
+	// and names an event ID to look for. Retry later.
 	ErrStoreUnavailable = errors.New("flux: store unavailable")
 
 	// ErrDuplicateCommand is returned by EventStore.Append when its

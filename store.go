@@ -374,8 +374,8 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 			return errorf(ErrInvalidAppend, "snapshot of stream %q: keep %d, want >= 0", sn.StreamID, sn.Keep)
 		case sn.CreatedAt.IsZero():
 			return errorf(ErrInvalidAppend, "snapshot of stream %q: created-at time is zero", sn.StreamID)
-		case !json.Valid(sn.Data):
-			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data is not valid JSON", sn.StreamID, sn.Version)
+		case !json.Valid(sn.Data) || !utf8.Valid(sn.Data):
+			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data is not valid JSON in UTF-8", sn.StreamID, sn.Version)
 		}
 	}
 	seen := make(map[string]struct{}, len(req.Streams))
@@ -411,12 +411,31 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 			if len(e.Payload) > maxEventSize {
 				return &EventTooLargeError{StreamID: s.StreamID, EventName: e.EventName, Size: len(e.Payload), Limit: maxEventSize}
 			}
-			if !json.Valid(e.Payload) {
-				return errorf(ErrInvalidAppend, "stream %q event %s: payload is not valid JSON", s.StreamID, e.EventName)
+			if !json.Valid(e.Payload) || !utf8.Valid(e.Payload) {
+				return errorf(ErrInvalidAppend, "stream %q event %s: payload is not valid JSON in UTF-8", s.StreamID, e.EventName)
+			}
+			if err := validateMetadata(&e.Metadata); err != nil {
+				return fmt.Errorf("stream %q event %s: %w", s.StreamID, e.EventName, err)
 			}
 			if e.OccurredAt.IsZero() {
 				return errorf(ErrInvalidAppend, "stream %q event %s: occurred-at time is zero", s.StreamID, e.EventName)
 			}
+		}
+	}
+	return nil
+}
+
+// validateMetadata bounds the metadata IDs (VARCHAR(255) columns) and
+// requires UTF-8 text.
+func validateMetadata(m *Metadata) error {
+	for _, id := range []struct{ what, v string }{{"request ID", m.RequestID}, {"correlation ID", m.CorrelationID}, {"causation ID", m.CausationID}} {
+		if len(id.v) > MaxNameLength || !utf8.ValidString(id.v) {
+			return errorf(ErrInvalidAppend, "metadata %s is longer than %d bytes or not UTF-8", id.what, MaxNameLength)
+		}
+	}
+	for k, v := range m.Extra {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return errorf(ErrInvalidAppend, "metadata key %q: keys and values must be UTF-8", k)
 		}
 	}
 	return nil

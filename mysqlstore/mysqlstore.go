@@ -1037,6 +1037,10 @@ func (s *Store) query(ctx context.Context, op, query string, args []any) iter.Se
 		dest := sc.dest()
 		for rows.Next() {
 			if err := rows.Scan(dest...); err != nil {
+				if ctx.Err() != nil || s.closed.Load() { // the rows were closed under us
+					yield(flux.Record{}, s.readError(ctx, op, err))
+					return
+				}
 				yield(flux.Record{}, fmt.Errorf("%w: mysqlstore: %s: position %s: %v", flux.ErrCorruptEvent, op, sc.col(colID), err))
 				return
 			}

@@ -562,6 +562,9 @@ func (s *Store) query(ctx context.Context, query string, args []any) iter.Seq2[f
 		for rows.Next() {
 			rec, err := scanRecord(rows)
 			if err != nil {
+				if ctx.Err() != nil || s.closed.Load() { // the rows were closed under us
+					err = s.readError(ctx, err)
+				}
 				yield(flux.Record{}, err)
 				return
 			}

@@ -107,12 +107,10 @@ func TestProjectTx(t *testing.T) {
 	storetest.RunProjectTx(t, storetest.TxHarness[*sql.Tx]{
 		New: func(t *testing.T) (projection.TxStore[*sql.Tx], projection.CheckpointStore) {
 			s := openTemp(t, nil)
+			createCounters(t, s)
 			return s, s
 		},
 		Increment: func(ctx context.Context, tx *sql.Tx, key string) error {
-			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS counters (k TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
-				return err
-			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO counters (k, n) VALUES (?, 1) ON CONFLICT (k) DO UPDATE SET n = n + 1`, key)
 			return err
 		},
@@ -202,4 +200,16 @@ func dumpTables(t *testing.T, db *sql.DB) []byte {
 		t.Fatalf("only %d tables: %v", len(tables), tables)
 	}
 	return []byte(b.String())
+}
+
+// createCounters makes the read-model table of the ProjectTx harness.
+func createCounters(t *testing.T, s *sqlitestore.Store) {
+	t.Helper()
+	err := s.ProjectTx(t.Context(), 0, projection.Checkpoint{Name: "setup", Position: 1, UpdatedAt: time.Now()}, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE counters (k TEXT PRIMARY KEY, n INTEGER NOT NULL)`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

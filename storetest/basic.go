@@ -172,6 +172,8 @@ func testInvalidInput(t *testing.T, h Harness) {
 	badID.EventID = "not-a-uuid"
 	noName := event("", `{}`, base)
 	zeroTime := event("E", `{}`, time.Time{})
+	longRequest := event("E", `{}`, base)
+	longRequest.Metadata.RequestID = strings.Repeat("r", 256)
 	cases := []struct {
 		name string
 		req  flux.AppendRequest
@@ -192,6 +194,8 @@ func testInvalidInput(t *testing.T, h Harness) {
 		{"empty event name", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, noName)}}, flux.ErrInvalidAppend},
 		{"payload not JSON", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, event("E", `{"a":`, base))}}, flux.ErrInvalidAppend},
 		{"zero occurred-at", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, zeroTime)}}, flux.ErrInvalidAppend},
+		{"payload with invalid UTF-8 in a string", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, event("E", "{\"a\":\"\xff\"}", base))}}, flux.ErrInvalidAppend},
+		{"request ID over 255 bytes", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, longRequest)}}, flux.ErrInvalidAppend},
 		{"expected version below any", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", -2, event("E", `{}`, base))}}, flux.ErrInvalidAppend},
 		{"empty aggregate type", flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "d", Expected: flux.Any, Events: []flux.EventData{event("E", `{}`, base)}}}}, flux.ErrInvalidAppend},
 	}
@@ -375,6 +379,31 @@ func testCancelled(t *testing.T, h Harness) {
 		equal(t, "waiter", versions(readStream(t, s, "waiter", flux.ReadStreamOptions{})), nil)
 	}
 	equal(t, "holder", versions(readStream(t, s, "holder", flux.ReadStreamOptions{})), []int64{1})
+}
+
+// testCancelMidRead: a context cancelled while a read iterates ends it
+// with an error matching the context's — never a corrupt-event error.
+func testCancelMidRead(t *testing.T, h Harness) {
+	s := h.New(t)
+	mustAppend(t, s, stream("long", flux.NoStream, events(300, "E")...))
+	for round := 0; round < 20; round++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		n := 0
+		for _, err := range s.ReadAll(ctx, flux.ReadAllOptions{}) {
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("round %d: read cancelled after %d records: err = %v, want one matching context.Canceled", round, n, err)
+				}
+				break
+			}
+			n++
+			if n == 1+round*7 {
+				cancel()
+				time.Sleep(time.Duration(round%3) * time.Millisecond)
+			}
+		}
+		cancel()
+	}
 }
 
 func testHookFailure(t *testing.T, h Harness) {

@@ -15,8 +15,10 @@ type TxHarness[Tx any] struct {
 	// New returns a fresh, isolated store (see Harness.New) as its
 	// TxStore and CheckpointStore.
 	New func(t *testing.T) (projection.TxStore[Tx], projection.CheckpointStore)
-	// Increment adds 1 to the counter named key inside tx, creating it at
-	// 0 first if needed: the stand-in for a read-model write.
+	// Increment adds 1 to the counter named key inside tx, creating its
+	// row at 0 first if needed: the stand-in for a read-model write. It
+	// must not run DDL (MySQL commits DDL implicitly): create the table in
+	// New.
 	Increment func(ctx context.Context, tx Tx, key string) error
 	// Count reads the counter named key (0 when it does not exist),
 	// outside any transaction.

@@ -64,6 +64,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("read stream filters", func(t *testing.T) { t.Parallel(); testReadStreamFilters(t, h) })
 	t.Run("read all filters", func(t *testing.T) { t.Parallel(); testReadAllFilters(t, h) })
 	t.Run("cancelled context writes nothing", func(t *testing.T) { t.Parallel(); testCancelled(t, h) })
+	t.Run("a read cancelled mid-way reports the cancellation", func(t *testing.T) { t.Parallel(); testCancelMidRead(t, h) })
 	t.Run("failed commit writes nothing", func(t *testing.T) { t.Parallel(); testHookFailure(t, h) })
 	t.Run("breaking out of reads releases the cursor", func(t *testing.T) { t.Parallel(); testEarlyBreak(t, h) })
 	t.Run("16 goroutines race on one stream", func(t *testing.T) { t.Parallel(); testRace(t, h) })
