@@ -179,6 +179,9 @@ func (r *Runner) loop(ctx context.Context, rp *running) {
 		r.update(rp, func(s *Status) {
 			s.LastError, s.LastErrorAt, s.Stopped = err.Error(), now, stop
 			s.Failures++
+			if stop {
+				s.Running = false // in the same update: no reader sees stopped and running
+			}
 		})
 		if stop {
 			r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "projection stopped on an event it cannot decode",
