@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 )
@@ -24,9 +25,7 @@ const (
 // What became of a failed write, as the error message states it.
 const (
 	nothingCommitted = "nothing was committed"
-	outcomeUnknown   = "the outcome is unknown: the connection broke after COMMIT was sent, so the transaction may have been committed; check before retrying"
-	// appendOutcomeUnknown is outcomeUnknown for an append.
-	appendOutcomeUnknown = "the outcome is unknown: the connection broke after COMMIT was sent, so the append may have been committed; read its streams (event IDs are unique) before retrying"
+	outcomeUnknown   = "the outcome is unknown: the connection broke after the write (or its COMMIT) was sent, so it may have been committed; check before retrying"
 )
 
 // fail is how every method reports an error of the database: the store's
@@ -71,7 +70,7 @@ func interpretError(ctx context.Context, op string, err error, outcome string) e
 		after = "; " + outcome
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("pgstore: %s: %w%s", op, ctxErr, after)
+		return fmt.Errorf("pgstore: %s: %w%s: %w", op, ctxErr, after, err)
 	}
 	if errors.Is(err, puddle.ErrClosedPool) {
 		return fmt.Errorf("pgstore: %s: the connection pool was closed: %w", op, flux.ErrStoreClosed)
@@ -119,4 +118,41 @@ func lostConnection(err error) bool {
 		return true
 	}
 	return false
+}
+
+// begin starts a transaction. A pooled connection that the server closed
+// while it sat idle (a server restart, an idle-session timeout) fails on
+// first use, and pgxpool checks only connections idle for over a second;
+// begin then tries again on another connection, since nothing has run yet.
+func (s *Store) begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := s.pool.Begin(ctx)
+	for retries := s.staleRetries(); err != nil && retries > 0 && s.stale(ctx, err); retries-- {
+		tx, err = s.pool.Begin(ctx)
+	}
+	return tx, err
+}
+
+// staleRetries is how many times an operation that failed on a dead pooled
+// connection before doing anything is retried: enough to get past every
+// idle connection of the pool to a new one.
+func (s *Store) staleRetries() int { return int(s.pool.Config().MaxConns) + 1 }
+
+// stale reports whether err is a dead connection found on first use, and
+// resets a pool the store owns when the server announced its shutdown.
+func (s *Store) stale(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || s.closed.Load() {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if !strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "57P03" {
+			return false // 57P03: the server is still starting or stopping
+		}
+		if s.ownPool {
+			s.pool.Reset()
+		}
+		return true
+	}
+	var connectErr *pgconn.ConnectError
+	return !errors.As(err, &connectErr) && lostConnection(err)
 }

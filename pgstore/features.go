@@ -124,11 +124,12 @@ func (s *Store) execCount(ctx context.Context, op, query string, args ...any) (i
 }
 
 // writeOutcome says what became of a single-statement write (autocommit)
-// that failed with err: nothing, unless the connection broke after the
-// statement was sent, when it may have run and committed.
+// that failed with err: nothing, unless the connection broke (possibly
+// after the statement was sent; see commitRolledBack on why
+// pgconn.SafeToRetry cannot tell), when it may have run and committed.
 func writeOutcome(err error) string {
 	var pgErr *pgconn.PgError
-	if pgconn.SafeToRetry(err) || errors.As(err, &pgErr) || !lostConnection(err) {
+	if errors.As(err, &pgErr) && !fatal(pgErr) || !lostConnection(err) {
 		return nothingCommitted
 	}
 	return outcomeUnknown
@@ -262,7 +263,7 @@ func (s *Store) CreateKey(ctx context.Context, k pii.StoredKey) (pii.StoredKey, 
 	if strings.IndexByte(k.Subject, 0) >= 0 || strings.IndexByte(k.Wrapped, 0) >= 0 {
 		return pii.StoredKey{}, fmt.Errorf("pgstore: %s: the subject or the wrapped key contains a NUL character, which PostgreSQL cannot store", op)
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return pii.StoredKey{}, s.fail(ctx, op, err, nothingCommitted)
 	}
@@ -301,7 +302,7 @@ func (s *Store) ForgetSubject(ctx context.Context, f pii.Forgetting) error {
 			return fmt.Errorf("pgstore: %s: the subject, by or reason contains a NUL character, which PostgreSQL cannot store", op)
 		}
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.fail(ctx, op, err, nothingCommitted)
 	}
@@ -348,7 +349,7 @@ func (s *Store) RewrapKeys(ctx context.Context, rewrap func(pii.StoredKey) (pii.
 	}
 	const op = "rewrap keys"
 	keys := s.q.table("encryption_keys")
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return 0, s.fail(ctx, op, err, nothingCommitted)
 	}

@@ -43,8 +43,9 @@ type Options struct {
 	// exist".
 	SkipMigrate bool
 
-	// Logger receives diagnostics of the LISTEN connection behind Wake
-	// (connection lost, reconnected). Default: discard.
+	// Logger receives diagnostics: the LISTEN connection behind Wake lost
+	// and re-established, appends found committed after their COMMIT lost
+	// its connection. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -102,8 +103,9 @@ var _ flux.EventStore = (*Store)(nil)
 // pool: Close closes it. opts may be nil.
 //
 // The pool is configured so that a cancelled context cancels the running
-// statement on the server (a PostgreSQL cancel request) and keeps the
-// connection, instead of dropping it.
+// statement on the server (a PostgreSQL cancel request; pgx then waits
+// about 100ms before the call returns) and keeps the connection, instead of
+// dropping it; this matters for appends queued on the log head.
 //
 // Open returns an error matching flux.ErrStoreUnavailable when the server
 // cannot be reached.
@@ -199,13 +201,13 @@ func (s *Store) Close() error {
 //
 //	UPDATE log_head SET position = position + n RETURNING position
 //
-// (in a WITH clause of the first stream's INSERT), and the append's n
-// events take the n positions up to the returned value. The row
-// lock this takes is held until the transaction ends, so a second append
-// waits at this statement until the first has committed or rolled back.
-// PostgreSQL releases a transaction's row locks only after its commit is
-// visible to new snapshots, and under READ COMMITTED the waiting UPDATE
-// then reads the committed row. Hence:
+// and the append's n events take the n positions up to the returned
+// value. The row lock this takes is held until the transaction ends, so a
+// second append waits at this statement until the first has committed or
+// rolled back. PostgreSQL releases a transaction's row locks only after its
+// commit is visible to new snapshots, and under READ COMMITTED the waiting
+// UPDATE then reads the committed row, and every later statement of the
+// transaction takes a snapshot that includes the commit. Hence:
 //
 //   - positions are handed out in commit order: an append that gets higher
 //     positions commits after every append with lower ones has finished, so
@@ -226,17 +228,33 @@ func (s *Store) Close() error {
 //
 // # Optimistic concurrency
 //
-// UNIQUE (aggregate_id, version) decides every race. An exact expected
-// version v is checked by the INSERT itself (rows are inserted only WHERE
-// EXISTS version v of the stream), so an expectation beyond the stream's
-// version cannot leave a gap; NoStream inserts from version 1; flux.Any
-// reads MAX(version) inside the same statement. A conflict is returned as a
-// *flux.ConflictError with the stream's actual version.
+// UNIQUE (aggregate_id, version) and the INSERT itself decide every race,
+// never a read in Go. For an exact expected version v the INSERT inserts
+// nothing unless the stream's current version is v, so neither a stale
+// writer nor one expecting a version the stream has not reached (which
+// would leave a gap) writes; NoStream inserts from version 1 and meets the
+// unique constraint if the stream exists; flux.Any continues from the
+// version read in the same statement. A conflict is returned as a
+// *flux.ConflictError with the stream's actual version: read in the still
+// open transaction when the INSERT wrote nothing, after the rollback when
+// the unique constraint refused it.
 //
-// One round trip carries the whole append (a pgx.Batch: one multi-row
-// INSERT per stream from unnest()ed arrays, the first of which also
-// advances the head and NOTIFYs; the idempotency key; snapshots), plus
-// BEGIN and COMMIT.
+// # Round trips
+//
+// One round trip carries the whole append up to COMMIT (a pgx.Batch:
+// BEGIN, head and NOTIFY, idempotency key, one multi-row INSERT per stream
+// from unnest()ed arrays, snapshots); COMMIT is the second.
+//
+// # Failures
+//
+// Nothing of a failed append is written. If its connection turns out to be
+// dead before COMMIT (a pooled connection closed by a server restart), the
+// append runs once more on a new connection. If the connection breaks
+// after COMMIT was sent, the store asks the database on a new connection
+// whether the append committed (see checkCommitted) and answers
+// accordingly; only if it cannot ask does the error (matching
+// flux.ErrStoreUnavailable) say that the outcome is unknown, and how to
+// check.
 func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.AppendResult, error) {
 	if err := flux.ValidateAppend(&req, s.opts.MaxEventSize); err != nil {
 		return flux.AppendResult{}, err
@@ -251,29 +269,46 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 		return flux.AppendResult{}, fmt.Errorf("pgstore: append: %w; %s", err, nothingCommitted)
 	}
 
+	res, retry, err := s.appendOnce(ctx, &req)
+	if retry {
+		// The connection was dead before anything could commit (typically
+		// a pooled connection the server closed while it sat idle, as in a
+		// restart): run the append once more on another connection.
+		res2, _, err2 := s.appendOnce(ctx, &req)
+		if err2 == nil || !errors.Is(err2, flux.ErrStoreUnavailable) {
+			return res2, err2
+		}
+		// Still unavailable: report the first failure, which says what
+		// happened to the append's connection.
+	}
+	return res, err
+}
+
+// appendOnce runs an append in one transaction on one connection. retry
+// reports that it failed because the connection was lost before COMMIT was
+// sent, so nothing was committed and running it again is safe.
+func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res flux.AppendResult, retry bool, err error) {
 	total := 0
 	for i := range req.Streams {
 		total += len(req.Streams[i].Events)
 	}
-	// The batch, in order: the first stream's INSERT (which also advances
-	// the log head and queues the NOTIFY), the idempotency key, the other
-	// streams' INSERTs, the snapshots.
+	// The batch, in order: BEGIN, the log head (and NOTIFY), the
+	// idempotency key, one INSERT per stream, the snapshots. BEGIN travels
+	// with the rest: the whole append up to COMMIT is one round trip.
 	batch := &pgx.Batch{}
-	offset := 0
-	queueStream := func(i int) {
-		st := &req.Streams[i]
-		query, args := s.q.insertEvents(st, total-offset, i == 0, total, s.channel)
-		batch.Queue(query, args...)
-		offset += len(st.Events)
-	}
-	if len(req.Streams) > 0 {
-		queueStream(0)
+	batch.Queue("BEGIN")
+	if total > 0 {
+		batch.Queue(s.q.advanceHead, total, s.channel)
 	}
 	if k := req.Idempotency; k != nil {
 		batch.Queue(s.q.insertIdempotency, k.Key, nonNil(k.Result), flux.NormalizeTime(k.CreatedAt))
 	}
-	for i := 1; i < len(req.Streams); i++ {
-		queueStream(i)
+	offset := 0
+	for i := range req.Streams {
+		st := &req.Streams[i]
+		query, args := s.q.insertEvents(st, total-offset)
+		batch.Queue(query, args...)
+		offset += len(st.Events)
 	}
 	for i := range req.Snapshots {
 		w := &req.Snapshots[i]
@@ -284,37 +319,43 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 		}
 	}
 
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return flux.AppendResult{}, s.fail(ctx, "append", err, nothingCommitted)
+		return res, false, s.fail(ctx, "append", err, nothingCommitted)
 	}
-	defer rollback(ctx, tx)
-
-	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
-	short := -1 // index of a stream whose exact-version check failed
-	err = func() error {
-		br := tx.SendBatch(ctx, batch)
-		defer br.Close()
-		readStream := func(i int) error {
-			var head, n, last int64
-			if err := br.QueryRow().Scan(&head, &n, &last); err != nil {
-				return err
-			}
-			if i == 0 {
-				res.Positions = make([]int64, total)
-				for j := range res.Positions {
-					res.Positions[j] = head - int64(total) + int64(j) + 1
-				}
-			}
-			if n != int64(len(req.Streams[i].Events)) && short < 0 {
-				short = i
-			}
-			res.Versions[i] = last
-			return nil
+	// release rolls back the transaction if it is still open and gives the
+	// connection back; if the rollback fails the pool closes the
+	// connection, which makes the server roll back.
+	inTx, released := true, false
+	release := func() {
+		if released {
+			return
 		}
-		if len(req.Streams) > 0 {
-			if err := readStream(0); err != nil {
+		released = true
+		if inTx {
+			rollbackConn(ctx, conn)
+		}
+		conn.Release()
+	}
+	defer release()
+
+	res.Versions = make([]int64, len(req.Streams))
+	short := -1  // index of a stream that was not at its expected version
+	failed := -1 // index of the stream whose INSERT failed
+	err = func() error {
+		br := conn.SendBatch(ctx, batch)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil { // BEGIN
+			return err
+		}
+		if total > 0 {
+			var head int64
+			if err := br.QueryRow().Scan(&head); err != nil {
 				return err
+			}
+			res.Positions = make([]int64, total)
+			for i := range res.Positions {
+				res.Positions[i] = head - int64(total) + int64(i) + 1
 			}
 		}
 		if req.Idempotency != nil {
@@ -322,10 +363,16 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 				return err
 			}
 		}
-		for i := 1; i < len(req.Streams); i++ {
-			if err := readStream(i); err != nil {
+		for i := range req.Streams {
+			var n, last int64
+			if err := br.QueryRow().Scan(&n, &last); err != nil {
+				failed = i
 				return err
 			}
+			if n != int64(len(req.Streams[i].Events)) && short < 0 {
+				short = i
+			}
+			res.Versions[i] = last
 		}
 		for i := range req.Snapshots {
 			if _, err := br.Exec(); err != nil {
@@ -340,24 +387,55 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 		return br.Close()
 	}()
 	if err != nil {
-		return flux.AppendResult{}, s.appendFailed(ctx, tx, &req, err)
+		if s.stale(ctx, err) {
+			return flux.AppendResult{}, true, s.fail(ctx, "append", err, nothingCommitted)
+		}
+		release() // before appendFailed reads through the pool
+		return flux.AppendResult{}, false, s.appendFailed(ctx, req, failed, err)
 	}
 	if short >= 0 {
-		// The exact expected version was not there: the stream is behind the
-		// expectation. The transaction still holds the log head, so this read
+		// The stream was not at the expected version, so the INSERT wrote
+		// nothing. The transaction still holds the log head, so this read
 		// is exactly what the INSERT saw.
-		return flux.AppendResult{}, s.conflict(ctx, tx, &req.Streams[short])
+		return flux.AppendResult{}, false, s.conflict(ctx, conn, &req.Streams[short])
 	}
 	if err := txhook.BeforeCommit(ctx); err != nil {
-		return flux.AppendResult{}, err
+		return flux.AppendResult{}, false, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return flux.AppendResult{}, s.commitFailed(ctx, "append", err, appendOutcomeUnknown)
+	inTx = false
+	tag, err := conn.Exec(ctx, "COMMIT")
+	switch {
+	case err != nil && commitRolledBack(err):
+		return flux.AppendResult{}, false, s.fail(ctx, "append: commit", err, nothingCommitted)
+	case err != nil:
+		// The connection broke after COMMIT was sent: ask the database.
+		release()
+		switch committed, known := s.checkCommitted(ctx, req); {
+		case known && committed:
+			s.opts.Logger.WarnContext(ctx, "pgstore: the connection broke during COMMIT, but the append was committed", "schema", s.opts.Schema, "err", err)
+		case known:
+			return flux.AppendResult{}, false, s.fail(ctx, "append: commit", err, nothingCommitted)
+		default:
+			return flux.AppendResult{}, false, s.fail(ctx, "append: commit", err, appendOutcomeUnknown(req))
+		}
+	case tag.String() == "ROLLBACK": // the transaction had failed: COMMIT rolled it back
+		return flux.AppendResult{}, false, s.fail(ctx, "append: commit", pgx.ErrTxCommitRollback, nothingCommitted)
 	}
 	if total > 0 {
 		s.appended.Signal()
 	}
-	return res, nil
+	return res, false, nil
+}
+
+// rollbackConn rolls back conn's open transaction. It runs even when ctx
+// is done, so a cancelled append gives its connection back clean; if the
+// rollback fails the connection is closed, which rolls back too.
+func rollbackConn(ctx context.Context, conn *pgxpool.Conn) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(rctx, "ROLLBACK"); err != nil {
+		conn.Conn().Close(rctx)
+	}
 }
 
 // rollback ends tx if it is still open. It runs even when ctx is done, so a
@@ -376,20 +454,24 @@ func nonNil(b []byte) []byte {
 }
 
 // appendFailed turns an error of the append batch into what the caller
-// sees: a conflict, a duplicate command or an interpreted driver error. tx
-// is rolled back first; nothing of the append was committed.
-func (s *Store) appendFailed(ctx context.Context, tx pgx.Tx, req *flux.AppendRequest, err error) error {
+// sees: a conflict, a duplicate command or an interpreted driver error.
+// failed is the index of the stream whose INSERT failed, or -1. The
+// transaction has been rolled back; nothing of the append was committed.
+func (s *Store) appendFailed(ctx context.Context, req *flux.AppendRequest, failed int, err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || ctx.Err() != nil {
 		return s.fail(ctx, "append", err, nothingCommitted)
 	}
 	if strings.HasPrefix(pgErr.Code, "22") { // data exception: a value the column type refuses
-		return fmt.Errorf("%w: pgstore: append: PostgreSQL refused a value (%s); nothing was committed: %w", flux.ErrInvalidAppend, pgErr.Message, err)
+		what := "a value of the append"
+		if failed >= 0 {
+			what = fmt.Sprintf("a value of an event of stream %q", req.Streams[failed].StreamID)
+		}
+		return fmt.Errorf("%w: pgstore: append: PostgreSQL refused %s (%s); nothing was committed: %w", flux.ErrInvalidAppend, what, pgErr.Message, err)
 	}
 	if pgErr.Code != uniqueViolation {
 		return s.fail(ctx, "append", err, nothingCommitted)
 	}
-	rollback(ctx, tx)
 	switch pgErr.ConstraintName {
 	case "unique_aggregate_version":
 		// Another append took a version this one needed. Which stream: the
@@ -471,12 +553,82 @@ func (s *Store) streamVersion(ctx context.Context, q rowQuerier, streamID string
 // the outcome may be unknown: if the connection broke after COMMIT was
 // sent, the server may have committed. unknown is the message for that case.
 func (s *Store) commitFailed(ctx context.Context, op string, err error, unknown string) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case pgconn.SafeToRetry(err), errors.As(err, &pgErr), errors.Is(err, pgx.ErrTxCommitRollback):
-		// COMMIT never left, or the server answered it with an error: the
-		// transaction rolled back.
+	if commitRolledBack(err) {
 		return s.fail(ctx, op+": commit", err, nothingCommitted)
 	}
 	return s.fail(ctx, op+": commit", err, unknown)
+}
+
+// commitRolledBack reports whether err from COMMIT proves that the
+// transaction did not commit: the server answered COMMIT with an error and
+// lives on, or answered ROLLBACK. A FATAL error (such as 57P01 when the
+// server shuts down) is no proof: the backend may have committed before it
+// processed the termination. Nor is pgconn.SafeToRetry: pgx v5.12 reports a
+// connection that broke after COMMIT was sent as "conn closed", an error
+// that claims nothing was sent (it reads the reply with peekMessage, which
+// closes the connection on EOF and drops the error, then fails the lock).
+func commitRolledBack(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.Is(err, pgx.ErrTxCommitRollback) || errors.As(err, &pgErr) && !fatal(pgErr)
+}
+
+// commitCheckTimeout bounds checkCommitted, which runs even when the
+// caller's context is done.
+const commitCheckTimeout = 5 * time.Second
+
+// checkCommitted asks the database, on another connection, whether an
+// append whose COMMIT lost its connection was committed: known is false
+// when it cannot tell. For an append with events it first takes the log
+// head FOR SHARE, which waits until the orphaned transaction (holding the
+// head) has committed or, its client gone, rolled back; then it looks for
+// the first event's ID. An append of an idempotency key only is known
+// committed when the key is found, and unknown otherwise.
+func (s *Store) checkCommitted(ctx context.Context, req *flux.AppendRequest) (committed, known bool) {
+	if len(req.Streams) == 0 && req.Idempotency == nil {
+		return false, false
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitCheckTimeout)
+	defer cancel()
+	tx, err := s.begin(cctx)
+	if err != nil {
+		return false, false
+	}
+	defer rollback(cctx, tx)
+	if len(req.Streams) == 0 {
+		rec, found, err := lookupIdempotency(cctx, tx, s.q, req.Idempotency.Key)
+		if err == nil && found && rec.CreatedAt.Equal(flux.NormalizeTime(req.Idempotency.CreatedAt)) {
+			return true, true
+		}
+		return false, false
+	}
+	if _, err := tx.Exec(cctx, s.q.head+` FOR SHARE`); err != nil {
+		return false, false
+	}
+	var found bool
+	if err := tx.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM `+s.q.table("events")+` WHERE event_id = $1)`, req.Streams[0].Events[0].EventID).Scan(&found); err != nil {
+		return false, false
+	}
+	return found, true
+}
+
+// appendOutcomeUnknown says that req may or may not have been committed,
+// and how to find out.
+func appendOutcomeUnknown(req *flux.AppendRequest) string {
+	const unknown = "the outcome is unknown: the connection broke after COMMIT was sent and the database could not be asked whether the append was committed; before retrying, "
+	switch {
+	case len(req.Streams) > 0:
+		return unknown + fmt.Sprintf("check whether event %s of stream %q is stored (event IDs are unique)", req.Streams[0].Events[0].EventID, req.Streams[0].StreamID)
+	case req.Idempotency != nil:
+		return unknown + fmt.Sprintf("look up idempotency key %q", req.Idempotency.Key)
+	}
+	return unknown + "check whether its snapshots are stored"
+}
+
+// fatal reports whether the server ended the session with pgErr.
+func fatal(pgErr *pgconn.PgError) bool {
+	sev := pgErr.SeverityUnlocalized
+	if sev == "" {
+		sev = pgErr.Severity
+	}
+	return sev == "FATAL" || sev == "PANIC"
 }

@@ -34,7 +34,7 @@ func (s *Store) ProjectTx(ctx context.Context, from int64, cp projection.Checkpo
 		return flux.ErrStoreClosed
 	}
 	op := fmt.Sprintf("project %q", cp.Name)
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.fail(ctx, op, err, nothingCommitted)
 	}

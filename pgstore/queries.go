@@ -21,10 +21,9 @@ type queries struct {
 	head              string
 	insertIdempotency string
 	streamVersion     string
-	// insert[first][kind] appends one stream's events; first (1) is the
-	// statement of an append's first stream, which also advances the log
-	// head and notifies.
-	insert [2][3]string
+	advanceHead       string
+	// insert[kind] appends one stream's events.
+	insert [3]string
 
 	upsertSnapshot       string
 	pruneStreamSnapshots string
@@ -45,59 +44,49 @@ func newQueries(schema string) queries {
 	currentVersion := `COALESCE((SELECT version FROM ` + events + ` WHERE aggregate_id = $1::text ORDER BY version DESC LIMIT 1), 0)`
 	q.streamVersion = `SELECT ` + currentVersion
 
+	// The first statement of an append advances the log head by the
+	// append's event count and queues the NOTIFY on the schema's channel
+	// (delivered by PostgreSQL at commit). It must be a statement of its
+	// own: under READ COMMITTED a statement reads with the snapshot it took
+	// when it began, so the version checks of a statement that had to wait
+	// for the head lock would not see the append that held it.
+	q.advanceHead = `WITH notify AS MATERIALIZED (SELECT pg_notify($2, ''))
+	UPDATE ` + headTable + ` SET position = position + $1 FROM notify RETURNING position`
+
 	// One INSERT per stream appends all its events from parallel arrays
-	// ($4-$13). Positions count down from the log head ($3 is the number of
-	// the append's events from this stream's first one to the append's
-	// last); versions count up from the stream's base version.
-	//
-	// The first stream's statement also advances the log head by the
-	// append's event count ($14) and sends the NOTIFY on the schema's
-	// channel ($15), so a one-stream append is one statement. Later streams
-	// read the head this transaction has advanced. It is read in a scalar
-	// subquery rather than joined, so that the generic plan's estimate is as
-	// cheap as a custom plan's and PostgreSQL's plan cache stops re-planning
-	// the statement on every execution (after the fifth): planning costs
-	// more than running it.
-	//
-	// Each returns (new head or 0, rows inserted, the stream's last version).
-	insert := func(first bool, base, where string) string {
-		head := `(SELECT position FROM ` + headTable + `)`
-		with, result := `WITH `, `0::bigint`
-		if first {
-			with = `WITH head AS (UPDATE ` + headTable + ` SET position = position + $14::bigint RETURNING position, pg_notify($15::text, '')),
-`
-			head, result = `(SELECT position FROM head)`, `(SELECT position FROM head)`
-		}
-		return with + `ins AS (
+	// ($4-$13). Positions count down from the log head the transaction has
+	// advanced ($3 is the number of the append's events from this stream's
+	// first one to the append's last); versions count up from the stream's
+	// base version. The head is read in a scalar subquery rather than
+	// joined, so that the generic plan's estimate is as cheap as a custom
+	// plan's and PostgreSQL's plan cache stops re-planning the statement on
+	// every execution (after the fifth): planning costs more than running
+	// it. Each returns (rows inserted, the stream's last version).
+	insert := func(base, where string) string {
+		return `WITH ins AS (
 	INSERT INTO ` + events + ` (id, event_id, aggregate_id, aggregate_type, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, version)
-	SELECT ` + head + ` - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, e.occurred_on, e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
+	SELECT (SELECT position FROM ` + headTable + `) - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, e.occurred_on, e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
 	FROM unnest($4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
 		WITH ORDINALITY AS e(event_id, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, n)` + where + `
 	RETURNING version)
-SELECT ` + result + `, count(*), COALESCE(MAX(version), 0) FROM ins`
+SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
 	}
-	for i, first := range []bool{false, true} {
-		// Expected version: the stream's current one, read in the statement.
-		q.insert[i][kindAny] = insert(first, currentVersion, "")
-		// No stream: from version 1; UNIQUE (aggregate_id, version) refuses
-		// a stream that exists.
-		q.insert[i][kindNoStream] = insert(first, `0`, "")
-		// Exact: the INSERT itself checks that the stream is at the
-		// expected version (the last parameter), so neither a stale writer
-		// nor one expecting a version the stream has not reached (which
-		// would leave a gap) inserts anything. The current version is read
-		// as "ORDER BY version DESC LIMIT 1", not MAX(version) or EXISTS:
-		// under fresh or stale statistics (a new, fast-growing table)
-		// PostgreSQL may plan those as a scan of the whole stream, while
-		// this form is always one step backward on the (aggregate_id,
-		// version) index.
-		expected := "$14::bigint"
-		if first {
-			expected = "$16::bigint"
-		}
-		q.insert[i][kindExact] = insert(first, expected, `
-	WHERE `+currentVersion+` = `+expected)
-	}
+	// Any: continue from the stream's current version, read in the
+	// statement (after the head lock, so it is exact).
+	q.insert[kindAny] = insert(currentVersion, "")
+	// No stream: from version 1; UNIQUE (aggregate_id, version) refuses a
+	// stream that exists.
+	q.insert[kindNoStream] = insert(`0`, "")
+	// Exact: the INSERT itself checks that the stream is at the expected
+	// version ($14), so neither a stale writer nor one expecting a version
+	// the stream has not reached (which would leave a gap) inserts
+	// anything. The current version is read as "ORDER BY version DESC
+	// LIMIT 1", not MAX(version) or EXISTS (version = $14): under new or
+	// stale statistics (a young, fast-growing table) PostgreSQL may plan
+	// those as a scan of the whole stream, while this form is always one
+	// step backward on the (aggregate_id, version) index.
+	q.insert[kindExact] = insert(`$14::bigint`, `
+	WHERE `+currentVersion+` = $14::bigint`)
 
 	snapshots := q.table("aggregate_snapshots")
 	q.upsertSnapshot = `INSERT INTO ` + snapshots + ` (aggregate_id, aggregate_type, version, schema_version, data, data_json, created_at)
@@ -120,9 +109,8 @@ const (
 
 // insertEvents returns the INSERT for one stream of an append and its
 // arguments. fromEnd is the number of the append's events from this
-// stream's first one to the append's last. For the append's first stream,
-// total is the append's event count and channel the NOTIFY channel.
-func (q *queries) insertEvents(st *flux.StreamAppend, fromEnd int, first bool, total int, channel string) (string, []any) {
+// stream's first one to the append's last.
+func (q *queries) insertEvents(st *flux.StreamAppend, fromEnd int) (string, []any) {
 	n := len(st.Events)
 	var (
 		ids      = make([]string, n)
@@ -148,20 +136,15 @@ func (q *queries) insertEvents(st *flux.StreamAppend, fromEnd int, first bool, t
 		corrs[i] = e.Metadata.CorrelationID
 		causes[i] = e.Metadata.CausationID
 	}
-	args := make([]any, 0, 16)
+	args := make([]any, 0, 14)
 	args = append(args, st.StreamID, st.AggregateType, fromEnd, ids, names, versions, payloads, exact, metadata, times, reqs, corrs, causes)
-	f := 0
-	if first {
-		f = 1
-		args = append(args, total, channel)
-	}
 	switch {
 	case st.Expected == flux.Any:
-		return q.insert[f][kindAny], args
+		return q.insert[kindAny], args
 	case st.Expected == flux.NoStream:
-		return q.insert[f][kindNoStream], args
+		return q.insert[kindNoStream], args
 	}
-	return q.insert[f][kindExact], append(args, int64(st.Expected))
+	return q.insert[kindExact], append(args, int64(st.Expected))
 }
 
 func requestID(id string) string {

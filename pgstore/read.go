@@ -116,6 +116,10 @@ func (s *Store) readPages(ctx context.Context, query string, args []any, after, 
 		}
 		args[sizeArg] = size
 		rows, err := s.pool.Query(ctx, query, args...)
+		for retries := s.staleRetries(); err != nil && retries > 0 && s.stale(ctx, err); retries-- {
+			// Nothing of this page has been read yet: try another connection.
+			rows, err = s.pool.Query(ctx, query, args...)
+		}
 		if err != nil {
 			yield(flux.Record{}, s.fail(ctx, "read", err, ""))
 			return
@@ -132,7 +136,7 @@ func (s *Store) readPages(ctx context.Context, query string, args []any, after, 
 			n++
 			args[after] = key(&rec)
 			if !yield(rec, nil) {
-				rows.Close()
+				rows.Close() // reads and discards the rest of this page
 				return
 			}
 		}
@@ -214,11 +218,8 @@ func (d *decoder) decode(rows pgx.Rows) (flux.Record, error) {
 // flux.ErrCorruptEvent naming the position, stream and version.
 func (d *decoder) decodeValues(v [][]byte) (flux.Record, error) {
 	var r flux.Record
-	bad := func(what string) (flux.Record, error) {
-		return r, fmt.Errorf("%w: pgstore: event at position %d (stream %q version %d): %s", flux.ErrCorruptEvent, r.Position, r.StreamID, r.StreamVersion, what)
-	}
 	if len(v) != len(eventColumns) || len(v[0]) != 8 || len(v[2]) != 8 || len(v[6]) != 4 || len(v[4]) != 16 || len(v[10]) != 8 {
-		return bad("a column is missing or has an unexpected size")
+		return r, corrupt(&r, "a column is missing or has an unexpected size")
 	}
 	r.Position = int64(binary.BigEndian.Uint64(v[0]))
 	r.StreamID = reuse(&d.stream, v[1])
@@ -232,28 +233,35 @@ func (d *decoder) decodeValues(v [][]byte) (flux.Record, error) {
 	} else {
 		p, ok := d.jsonb(v[7])
 		if !ok {
-			return bad("payload is not jsonb version 1")
+			return r, corrupt(&r, "payload is not jsonb version 1")
 		}
 		r.Payload = bytes.Clone(p)
 	}
 	if v[9] != nil {
 		m, ok := d.jsonb(v[9])
 		if !ok {
-			return bad("metadata is not jsonb version 1")
+			return r, corrupt(&r, "metadata is not jsonb version 1")
 		}
-		if err := decodeExtra(m, &r.Metadata.Extra); err != nil {
-			return bad(err.Error())
+		extra, err := decodeExtra(m)
+		if err != nil {
+			return r, corrupt(&r, err.Error())
 		}
+		r.Metadata.Extra = extra
 	}
 	us := int64(binary.BigEndian.Uint64(v[10]))
 	if us == math.MaxInt64 || us == math.MinInt64 {
-		return bad("occurred_on is infinite")
+		return r, corrupt(&r, "occurred_on is infinite")
 	}
 	r.OccurredAt = time.UnixMicro(pgEpochMicros + us).UTC()
 	r.Metadata.RequestID = reuse(&d.req, v[11])
 	r.Metadata.CorrelationID = reuse(&d.corr, v[12])
 	r.Metadata.CausationID = reuse(&d.cause, v[13])
 	return r, nil
+}
+
+// corrupt describes damage to the stored event r (as far as it was read).
+func corrupt(r *flux.Record, what string) error {
+	return fmt.Errorf("%w: pgstore: event at position %d (stream %q version %d): %s", flux.ErrCorruptEvent, r.Position, r.StreamID, r.StreamVersion, what)
 }
 
 // jsonb returns the JSON text of a jsonb value in the column's format.
@@ -300,21 +308,24 @@ func scanRecord(rows pgx.Rows) (flux.Record, error) {
 	}
 	r.OccurredAt = occurred.UTC()
 	if metadata != nil {
-		if err := decodeExtra(metadata, &r.Metadata.Extra); err != nil {
+		extra, err := decodeExtra(metadata)
+		if err != nil {
 			return r, fmt.Errorf("%w: pgstore: stream %q version %d: %v", flux.ErrCorruptEvent, r.StreamID, r.StreamVersion, err)
 		}
+		r.Metadata.Extra = extra
 	}
 	return r, nil
 }
 
 // decodeExtra decodes the metadata column: a JSON object of strings, or
-// JSON null.
-func decodeExtra(b []byte, extra *map[string]string) error {
-	if err := json.Unmarshal(b, extra); err != nil {
-		return fmt.Errorf("metadata is not a JSON object of strings: %v", err)
+// JSON null (nil).
+func decodeExtra(b []byte) (map[string]string, error) {
+	var extra map[string]string
+	if err := json.Unmarshal(b, &extra); err != nil {
+		return nil, fmt.Errorf("metadata is not a JSON object of strings: %v", err)
 	}
-	if len(*extra) == 0 {
-		*extra = nil
+	if len(extra) == 0 {
+		return nil, nil
 	}
-	return nil
+	return extra, nil
 }

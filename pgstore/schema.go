@@ -81,7 +81,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return err
 	}
 	op := fmt.Sprintf("migrate schema %q", s.opts.Schema)
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.fail(ctx, op, err, nothingCommitted)
 	}
