@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -429,13 +430,13 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 // requires UTF-8 text.
 func validateMetadata(m *Metadata) error {
 	for _, id := range []struct{ what, v string }{{"request ID", m.RequestID}, {"correlation ID", m.CorrelationID}, {"causation ID", m.CausationID}} {
-		if len(id.v) > MaxNameLength || !utf8.ValidString(id.v) {
-			return errorf(ErrInvalidAppend, "metadata %s is longer than %d bytes or not UTF-8", id.what, MaxNameLength)
+		if len(id.v) > MaxNameLength || !textOK(id.v) {
+			return errorf(ErrInvalidAppend, "metadata %s is longer than %d bytes, not UTF-8 or contains NUL", id.what, MaxNameLength)
 		}
 	}
 	for k, v := range m.Extra {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return errorf(ErrInvalidAppend, "metadata key %q: keys and values must be UTF-8", k)
+		if !textOK(k) || !textOK(v) {
+			return errorf(ErrInvalidAppend, "metadata key %q: keys and values must be UTF-8 without NUL", k)
 		}
 	}
 	return nil
@@ -450,8 +451,17 @@ func validateName(what, name string) error {
 	case !utf8.ValidString(name):
 		return errorf(ErrInvalidAppend, "%s %q is not valid UTF-8", what, name)
 	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return errorf(ErrInvalidAppend, "%s %q contains control character %U", what, name, r)
+		}
+	}
 	return nil
 }
+
+// textOK reports whether s can be stored in a text column everywhere:
+// UTF-8 without NUL (PostgreSQL refuses NUL in text).
+func textOK(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // Accepts reports whether a stream currently at version actual accepts an
 // append that expects v.

@@ -268,8 +268,10 @@ func TestTextPostgreSQLCannotStore(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := s.Append(ctx, c.req)
-			if !errors.Is(err, flux.ErrInvalidAppend) || !strings.Contains(err.Error(), "PostgreSQL cannot store") && !strings.Contains(err.Error(), "UTF-8") {
-				t.Fatalf("err = %v, want flux.ErrInvalidAppend saying what PostgreSQL cannot store", err)
+			// The core rejects most of these first (control characters,
+			// NUL, invalid UTF-8); pgstore backs it up. Either way: typed.
+			if !errors.Is(err, flux.ErrInvalidAppend) {
+				t.Fatalf("err = %v, want flux.ErrInvalidAppend", err)
 			}
 		})
 	}

@@ -174,6 +174,8 @@ func testInvalidInput(t *testing.T, h Harness) {
 	zeroTime := event("E", `{}`, time.Time{})
 	longRequest := event("E", `{}`, base)
 	longRequest.Metadata.RequestID = strings.Repeat("r", 256)
+	nulMeta := event("E", `{}`, base)
+	nulMeta.Metadata.Extra = map[string]string{"k": "a\x00b"}
 	cases := []struct {
 		name string
 		req  flux.AppendRequest
@@ -196,6 +198,8 @@ func testInvalidInput(t *testing.T, h Harness) {
 		{"zero occurred-at", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, zeroTime)}}, flux.ErrInvalidAppend},
 		{"payload with invalid UTF-8 in a string", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, event("E", "{\"a\":\"\xff\"}", base))}}, flux.ErrInvalidAppend},
 		{"request ID over 255 bytes", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, longRequest)}}, flux.ErrInvalidAppend},
+		{"event name with a NUL", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, event("E\x00", `{}`, base))}}, flux.ErrInvalidAppend},
+		{"metadata with a NUL", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", flux.Any, nulMeta)}}, flux.ErrInvalidAppend},
 		{"expected version below any", flux.AppendRequest{Streams: []flux.StreamAppend{stream("d", -2, event("E", `{}`, base))}}, flux.ErrInvalidAppend},
 		{"empty aggregate type", flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "d", Expected: flux.Any, Events: []flux.EventData{event("E", `{}`, base)}}}}, flux.ErrInvalidAppend},
 	}

@@ -68,6 +68,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("failed commit writes nothing", func(t *testing.T) { t.Parallel(); testHookFailure(t, h) })
 	t.Run("breaking out of reads releases the cursor", func(t *testing.T) { t.Parallel(); testEarlyBreak(t, h) })
 	t.Run("16 goroutines race on one stream", func(t *testing.T) { t.Parallel(); testRace(t, h) })
+	t.Run("writers appending with Any never conflict", func(t *testing.T) { t.Parallel(); testConcurrentAny(t, h) })
 	t.Run("global log follows commit order under 8 writers", func(t *testing.T) { t.Parallel(); testGlobalLogOrder(t, h) })
 	t.Run("reader never skips a lower position that commits later", func(t *testing.T) { t.Parallel(); testHeldTransaction(t, h) })
 	t.Run("a live subscription sees every event once under 8 writers", func(t *testing.T) { t.Parallel(); testSubscriptionUnderWriters(t, h) })
