@@ -36,6 +36,8 @@ type backend struct {
 	store store
 	// db is a database/sql pool on the store's database, for read models.
 	db *sql.DB
+	// schema qualifies read-model tables (PostgreSQL), "" otherwise.
+	schema string
 	// closers run on Close, after the store.
 	closers []func() error
 }
@@ -44,7 +46,7 @@ func (b *backend) balanceStore() (budget.BalanceStore, error) {
 	if b.db == nil {
 		return budget.NewMemoryBalances(), nil
 	}
-	return newSQLBalances(context.Background(), b.db, b.kind)
+	return newSQLBalances(context.Background(), b.db, b.kind, b.schema)
 }
 
 // opener opens one kind of backend; registered per backend in backend_*.go.
@@ -109,4 +111,17 @@ func (b *backend) Close() error {
 		err = errors.Join(err, c())
 	}
 	return err
+}
+
+// backendName is how messages name a kind of backend.
+func backendName(kind string) string {
+	switch kind {
+	case "sqlite":
+		return "embedded SQLite"
+	case "postgres":
+		return "PostgreSQL"
+	case "mysql":
+		return "MySQL/MariaDB"
+	}
+	return kind
 }

@@ -14,11 +14,16 @@ import (
 type sqlBalances struct {
 	db      *sql.DB
 	dialect string // sqlite, postgres, mysql
+	table   string
 }
 
-const balancesTable = "budget_envelope_balances"
+const balancesTableName = "budget_envelope_balances"
 
-func newSQLBalances(ctx context.Context, db *sql.DB, dialect string) (*sqlBalances, error) {
+func newSQLBalances(ctx context.Context, db *sql.DB, dialect, schema string) (*sqlBalances, error) {
+	balancesTable := balancesTableName
+	if schema != "" {
+		balancesTable = schema + "." + balancesTableName
+	}
 	text := "TEXT"
 	if dialect == "mysql" {
 		text = "VARCHAR(255)"
@@ -34,7 +39,7 @@ func newSQLBalances(ctx context.Context, db *sql.DB, dialect string) (*sqlBalanc
 	if err != nil {
 		return nil, fmt.Errorf("create the %s read model: %w", balancesTable, err)
 	}
-	return &sqlBalances{db: db, dialect: dialect}, nil
+	return &sqlBalances{db: db, dialect: dialect, table: balancesTable}, nil
 }
 
 // q rewrites ? placeholders for PostgreSQL.
@@ -55,6 +60,7 @@ func (s *sqlBalances) q(query string) string {
 }
 
 func (s *sqlBalances) Get(ctx context.Context, id string) (budget.EnvelopeView, bool, error) {
+	balancesTable := s.table
 	var v budget.EnvelopeView
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT envelope_id, user_id, name, currency, targeted_amount, current_amount, version FROM `+balancesTable+` WHERE envelope_id = ?`), id).
 		Scan(&v.EnvelopeID, &v.UserID, &v.Name, &v.Currency, &v.TargetedAmount, &v.CurrentAmount, &v.Version)
@@ -65,6 +71,7 @@ func (s *sqlBalances) Get(ctx context.Context, id string) (budget.EnvelopeView, 
 }
 
 func (s *sqlBalances) Put(ctx context.Context, v budget.EnvelopeView) error {
+	balancesTable := s.table
 	var query string
 	switch s.dialect {
 	case "mysql":
@@ -76,13 +83,14 @@ func (s *sqlBalances) Put(ctx context.Context, v budget.EnvelopeView) error {
 		query = `INSERT INTO ` + balancesTable + ` (envelope_id, user_id, name, currency, targeted_amount, current_amount, version) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (envelope_id) DO UPDATE SET user_id = excluded.user_id, name = excluded.name, currency = excluded.currency,
 			targeted_amount = excluded.targeted_amount, current_amount = excluded.current_amount, version = excluded.version
-			WHERE excluded.version > ` + balancesTable + `.version`
+			WHERE excluded.version > ` + balancesTableName + `.version`
 	}
 	_, err := s.db.ExecContext(ctx, s.q(query), v.EnvelopeID, v.UserID, v.Name, v.Currency, v.TargetedAmount, v.CurrentAmount, v.Version)
 	return err
 }
 
 func (s *sqlBalances) List(ctx context.Context, userID string) ([]budget.EnvelopeView, error) {
+	balancesTable := s.table
 	query := `SELECT envelope_id, user_id, name, currency, targeted_amount, current_amount, version FROM ` + balancesTable
 	var args []any
 	if userID != "" {
@@ -106,6 +114,7 @@ func (s *sqlBalances) List(ctx context.Context, userID string) ([]budget.Envelop
 }
 
 func (s *sqlBalances) Reset(ctx context.Context) error {
+	balancesTable := s.table
 	_, err := s.db.ExecContext(ctx, `DELETE FROM `+balancesTable)
 	return err
 }

@@ -63,11 +63,11 @@ func (r *sqliteRaw) load(ctx context.Context, stream string) (int, error) {
 	return n, rows.Err()
 }
 
-func (r *sqliteRaw) scan(ctx context.Context) (int, error) {
+func (r *sqliteRaw) scanLog(ctx context.Context, upTo int64) (int, error) {
 	var last int64
 	n := 0
 	for {
-		rows, err := r.db.QueryContext(ctx, `SELECT id, aggregate_id, version, aggregate_type, event_id, event_name, event_version, payload, metadata, occurred_on, request_id, correlation_id, causation_id FROM events WHERE id > ? ORDER BY id LIMIT 500`, last)
+		rows, err := r.db.QueryContext(ctx, `SELECT id, aggregate_id, version, aggregate_type, event_id, event_name, event_version, payload, metadata, occurred_on, request_id, correlation_id, causation_id FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT 500`, last, upTo)
 		if err != nil {
 			return n, err
 		}

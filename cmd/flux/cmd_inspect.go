@@ -104,10 +104,10 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) eventRow {
 		StreamID: rec.StreamID, Version: rec.StreamVersion, Event: rec.EventName, EventVersion: rec.EventVersion,
 		EventID: rec.EventID, RequestID: rec.Metadata.RequestID, CorrelationID: rec.Metadata.CorrelationID,
 		CausationID: rec.Metadata.CausationID}
-	stored := json.RawMessage(envelopeRE.ReplaceAll(rec.Payload, []byte(`"[encrypted]"`)))
+	stored := json.RawMessage(canonicalJSON(envelopeRE.ReplaceAll(rec.Payload, []byte(`"[encrypted]"`))))
 	if a.protector == nil {
 		r.Payload = stored
-		if len(stored) != len(rec.Payload) {
+		if envelopeRE.Match(rec.Payload) {
 			r.Note = "personal data encrypted; set KEY_MANAGEMENT_SECRET to read it"
 		}
 		return r
@@ -218,7 +218,7 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 				}
 			}
 			if len(rows) == 0 {
-				if _, err := exists(ctx, b, *streamID); err != nil {
+				if err := exists(ctx, b, *streamID); err != nil {
 					return err
 				}
 			}
@@ -236,30 +236,12 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 	})
 }
 
-// exists fails with a clear error for an unknown stream.
-func exists(ctx context.Context, b *backend, id string) (flux.StreamInfo, error) {
-	for si, err := range b.store.ListStreams(ctx, flux.ListStreamsOptions{After: beforeID(id), Limit: 1}) {
-		if err != nil {
-			return si, err
-		}
-		if si.StreamID == id {
-			return si, nil
-		}
+// exists fails with a clear error for a stream without events.
+func exists(ctx context.Context, b *backend, id string) error {
+	for _, err := range b.store.ReadStream(ctx, id, flux.ReadStreamOptions{ToVersion: 1}) {
+		return err
 	}
-	return flux.StreamInfo{}, fmt.Errorf("unknown stream %q: no events; list streams with 'flux streams'", id)
-}
-
-// beforeID returns a string sorting just before id (for ListStreams' After).
-func beforeID(id string) string {
-	if id == "" {
-		return ""
-	}
-	b := []byte(id)
-	if b[len(b)-1] > 0 {
-		b[len(b)-1]--
-		return string(b) + "\xff"
-	}
-	return string(b[:len(b)-1])
+	return fmt.Errorf("unknown stream %q: no events; list streams with 'flux streams'", id)
 }
 
 func runTrace(ctx context.Context, m *Main, args []string) error {

@@ -15,7 +15,6 @@ import (
 	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
-	"github.com/fluxcapacitor/flux/sqlitestore"
 )
 
 const demoSynopsis = `Runs a tour of FluxCapacitor on the embedded SQLite store, with the PHP
@@ -26,22 +25,31 @@ printing what happens at each step, then the stored events. The demo's
 clock moves one hour per command so the history has distinct moments.
 
 Without --db the database lives in a temporary directory that is removed
-when the demo ends.`
+when the demo ends. With --dsn the demo fills an empty PostgreSQL or
+MySQL/MariaDB store instead (created if needed), and keeps it.`
 
 const demoExamples = `  flux demo
-  flux demo --db demo.db     # keep the database to inspect it afterwards`
+  flux demo --db demo.db     # keep the database to inspect it afterwards
+  flux demo --dsn 'postgres://postgres@127.0.0.1:5432/test?flux_schema=demo'`
 
 // demoSecret encrypts the demo's personal data. Real applications read
 // KEY_MANAGEMENT_SECRET.
 const demoSecret = "flux-demo-secret-do-not-use-in-production"
 
 func runDemo(ctx context.Context, m *Main, args []string) error {
-	fs := m.newFlagSet("demo [--db FILE]", demoSynopsis, demoExamples)
+	fs := m.newFlagSet("demo [--db FILE | --dsn DSN]", demoSynopsis, demoExamples)
 	dbPath := fs.String("db", "", "SQLite `file` to write and keep (default: a temporary one)")
+	dsn := fs.String("dsn", "", "an empty store to fill and keep, as for the other commands (not FLUX_DSN: the demo never writes to a configured store by accident)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *dbPath != "" && *dsn != "" {
+		return &usageError{"give --db or --dsn, not both"}
+	}
 	path := *dbPath
+	if *dsn != "" {
+		path = *dsn
+	}
 	if path == "" {
 		dir, err := os.MkdirTemp("", "flux-demo-")
 		if err != nil {
@@ -50,18 +58,22 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 		defer os.RemoveAll(dir)
 		path = filepath.Join(dir, "flux.db")
 	}
-	d, err := newDemo(ctx, m, path)
+	b, err := openBackend(ctx, path, true)
 	if err != nil {
 		return err
 	}
-	defer d.store.Close()
+	defer b.Close()
+	d, err := newDemo(ctx, m, b)
+	if err != nil {
+		return err
+	}
 	if err := d.run(ctx); err != nil {
 		return err
 	}
-	if *dbPath == "" {
+	if *dbPath == "" && *dsn == "" {
 		fmt.Fprintln(m.Stdout, "\nThe demo database is removed now; run 'flux demo --db demo.db' to keep it.")
 	} else {
-		fmt.Fprintf(m.Stdout, "\nThe demo database is kept at %s.\n", path)
+		fmt.Fprintf(m.Stdout, "\nThe demo store is kept at %s.\n", b.where)
 	}
 	return nil
 }
@@ -69,7 +81,7 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 type demo struct {
 	m       *Main
 	out     io.Writer
-	store   *sqlitestore.Store
+	store   store
 	app     *budget.App
 	now     time.Time
 	newID   func() string
@@ -77,11 +89,15 @@ type demo struct {
 	step    int
 }
 
-func newDemo(ctx context.Context, m *Main, path string) (*demo, error) {
-	store, err := sqlitestore.Open(ctx, path, nil)
+func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
+	head, err := b.store.Head(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if head != 0 {
+		return nil, fmt.Errorf("the demo needs an empty store, and %s holds %d events; give another --db or --dsn", b.where, head)
+	}
+	store := b.store
 	d := &demo{m: m, out: m.Stdout, store: store}
 	// The demo clock starts a day ago, on the hour, and moves one hour per
 	// step, so that "the state at an earlier moment" has a moment to show.
@@ -98,10 +114,9 @@ func newDemo(ctx context.Context, m *Main, path string) (*demo, error) {
 	d.app, err = budget.NewApp(budget.Config{Store: store, Secret: []byte(demoSecret), Clock: func() time.Time { return d.now },
 		NewID: d.eventID, Retry: flux.RetryOptions{MaxAttempts: 5}})
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
-	fmt.Fprintf(d.out, "FluxCapacitor demo on the embedded SQLite store at %s\n", path)
+	fmt.Fprintf(d.out, "FluxCapacitor demo on the %s store at %s\n", backendName(b.kind), b.where)
 	return d, nil
 }
 
@@ -348,7 +363,7 @@ func (d *demo) printLog(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		payload := demoEnvelopeRE.ReplaceAllString(string(rec.Payload), "fluxpii:v1:…")
+		payload := demoEnvelopeRE.ReplaceAllString(string(canonicalJSON(rec.Payload)), "fluxpii:v1:…")
 		fmt.Fprintf(tw, "   %d\t%s\t%d\t%s v%d\t%s\t%s\n", rec.Position, short(rec.StreamID), rec.StreamVersion,
 			rec.EventName, rec.EventVersion, rec.OccurredAt.Format("2006-01-02 15:04"), payload)
 	}

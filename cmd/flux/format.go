@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -90,4 +91,24 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// canonicalJSON returns the stored JSON document b compacted, with object
+// keys sorted and numbers and strings as written, so that a payload reads
+// the same on every backend (PostgreSQL's jsonb reorders keys and adds
+// spaces). b is returned unchanged if it does not parse.
+func canonicalJSON(b []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return b
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return b
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
 }

@@ -6,16 +6,24 @@ require (
 	github.com/fluxcapacitor/flux v0.0.0
 	github.com/fluxcapacitor/flux/examples v0.0.0
 	github.com/fluxcapacitor/flux/fluxotel v0.0.0
+	github.com/fluxcapacitor/flux/mysqlstore v0.0.0
+	github.com/fluxcapacitor/flux/pgstore v0.0.0
 	github.com/fluxcapacitor/flux/sqlitestore v0.0.0
+	github.com/go-sql-driver/mysql v1.10.1
+	github.com/jackc/pgx/v5 v5.12.0
 )
 
 require (
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
@@ -33,7 +41,9 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
@@ -45,5 +55,7 @@ replace (
 	github.com/fluxcapacitor/flux => ../../
 	github.com/fluxcapacitor/flux/examples => ../../examples
 	github.com/fluxcapacitor/flux/fluxotel => ../../fluxotel
+	github.com/fluxcapacitor/flux/mysqlstore => ../../mysqlstore
+	github.com/fluxcapacitor/flux/pgstore => ../../pgstore
 	github.com/fluxcapacitor/flux/sqlitestore => ../../sqlitestore
 )
