@@ -11,6 +11,7 @@ import (
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pii"
+	"github.com/fluxcapacitor/flux/storetest"
 )
 
 // The benchmarks compare the framework with the raw driver on the same
@@ -176,27 +177,7 @@ func benchmarkLoad(b *testing.B, events int) {
 func BenchmarkLoad100(b *testing.B)   { benchmarkLoad(b, 100) }
 func BenchmarkLoad10000(b *testing.B) { benchmarkLoad(b, 10000) }
 
-// SnapAccount is Account with snapshots.
-type SnapAccount struct {
-	flux.Root
-	Balance int64 `json:"balance"`
-	Count   int   `json:"count"`
-}
-
-func (a *SnapAccount) Apply(e any) {
-	if d, ok := e.(Deposited); ok {
-		a.Balance += d.Amount
-		a.Count++
-	}
-}
-
-func (a *SnapAccount) SnapshotState() any                           { return a }
-func (a *SnapAccount) RestoreSnapshot(decode func(any) error) error { return decode(a) }
-
-// BenchmarkLoadSnapshots loads long-lived aggregates with snapshots every
-// 50 events against the baseline of loading a 50-event aggregate by replay.
-// Targets: a 10,000-event aggregate loads in ≤ 2× the baseline's time
-// (ratio ≥ 0.5) and ≥ 20× faster than the same aggregate without snapshots.
+// BenchmarkLoadSnapshots: see storetest.BenchLoadSnapshots.
 //
 //	go test -run '^$' -bench LoadSnapshots -count 6 ./sqlitestore | go run ./internal/benchratio
 func BenchmarkLoadSnapshots(b *testing.B) {
@@ -205,54 +186,7 @@ func BenchmarkLoadSnapshots(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	newRepo := func(policy flux.SnapshotPolicy) *flux.Repository {
-		reg, err := flux.NewRegistry(flux.AggregateType("SnapAccount", func() *SnapAccount { return new(SnapAccount) },
-			flux.EventType[Deposited]("Deposited", 1), flux.Snapshots(policy)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		repo, err := flux.NewRepository(flux.Config{Store: s, Registry: reg})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return repo
-	}
-	snap := newRepo(flux.SnapshotPolicy{Every: 50})
-	noSnap := newRepo(flux.SnapshotPolicy{Disabled: true})
-	ctx := context.Background()
-	write := func(repo *flux.Repository, id string, saves ...int) {
-		a := new(SnapAccount)
-		a.SetID(id)
-		for _, n := range saves {
-			for i := 0; i < n; i++ {
-				flux.Raise(a, deposit)
-			}
-			if err := repo.Save(ctx, a); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	write(noSnap, "young", 50)
-	write(snap, "old", 10000)          // snapshot at 10,000
-	write(snap, "old-tail", 10000, 49) // snapshot at 10,000, 49 events after it
-	write(noSnap, "old-nosnap", 10000) // no snapshot at all
-	load := func(repo *flux.Repository, id string, events int, snapshot bool) func(b *testing.B) {
-		return func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				a, err := flux.Load[*SnapAccount](ctx, repo, id)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if a.Count != events || (a.LoadInfo().SnapshotVersion > 0) != snapshot {
-					b.Fatalf("loaded %d events, info %+v", a.Count, a.LoadInfo())
-				}
-			}
-		}
-	}
-	b.Run("baseline", load(noSnap, "young", 50, false))
-	b.Run("10000-events-snapshots", load(snap, "old", 10000, true))
-	b.Run("10049-events-snapshots", load(snap, "old-tail", 10049, true))
-	b.Run("10000-events-no-snapshots", load(noSnap, "old-nosnap", 10000, false))
+	storetest.BenchLoadSnapshots(b, s)
 }
 
 // Profile events: the same four fields, marked as personal data or not.
