@@ -3,13 +3,16 @@ package pii_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/memstore"
@@ -185,13 +188,36 @@ func TestRoundTripAndNothingInClear(t *testing.T) {
 	if err != nil || m.Email != "u1@canary.example" || m.Home != "1 Canary Row" {
 		t.Fatalf("load = %+v, %v", m, err)
 	}
-	// Two encryptions of one value differ (fresh nonces).
-	signUp(t, e, "u2")
-	ps := storedPayloads(t, e.store)
-	if bytes.Equal(ps[0], ps[1]) {
-		t.Fatal("identical ciphertexts")
+	// Two encryptions of the same event, for the same subject, key, scope
+	// and fields, differ: every value gets a fresh nonce.
+	p := profile("u1")
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.prot.Protect(ctx, p, data, "u1/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.prot.Protect(ctx, p, data, "u1/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, out := range [][]byte{first, second} {
+		for _, env := range envelopeRE.FindAll(out, -1) {
+			if seen[string(env)] {
+				t.Fatalf("a ciphertext repeats: %s", env)
+			}
+			seen[string(env)] = true
+		}
+	}
+	if len(seen) < 8 {
+		t.Fatalf("only %d encrypted values in %s", len(seen), first)
 	}
 }
+
+var envelopeRE = regexp.MustCompile(`"fluxpii:v1:[A-Za-z0-9_-]+"`)
 
 func TestCiphertextIsBoundToSubjectEventAndField(t *testing.T) {
 	t.Parallel()
@@ -270,6 +296,16 @@ func TestWrongSecret(t *testing.T) {
 	if !errors.Is(err, pii.ErrWrongSecret) || !strings.Contains(err.Error(), "KEY_MANAGEMENT_SECRET") {
 		t.Fatalf("err = %v, want ErrWrongSecret telling what to do", err)
 	}
+	// The error names the stream, version, event and field, and what to do.
+	var fe *pii.FieldError
+	if !errors.As(err, &fe) || fe.Field != "email" || fe.Subject != "u1" {
+		t.Fatalf("err = %v, want a FieldError on email of u1", err)
+	}
+	for _, want := range []string{`stream "u1" version 1`, "event Profiled v1", "field email"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to name %s", err, want)
+		}
+	}
 	if _, err := pii.New(pii.Config{Keys: store, Secret: []byte("short")}); err == nil {
 		t.Fatal("a 5-byte secret was accepted")
 	}
@@ -339,6 +375,56 @@ func TestForget(t *testing.T) {
 	fresh := newEnv(t, e.store, secret, pii.Config{})
 	if m, err := flux.Load[*Member](ctx, fresh.repo, "u1"); err != nil || m.Email != "" {
 		t.Fatalf("fresh protector: %+v, %v", m, err)
+	}
+}
+
+// TestForgetByAnotherProcessTakesEffectWithinCacheTTL pins the documented
+// bound: a Protector that cached a key before another process forgot the
+// subject may use it for up to CacheTTL, and not a moment longer; what it
+// wrote in that window was sealed under the deleted key, so it reads as
+// forgotten too.
+func TestForgetByAnotherProcessTakesEffectWithinCacheTTL(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	a := newEnv(t, nil, secret, pii.Config{CacheTTL: time.Minute, Clock: clock})
+	b := newEnv(t, a.store, secret, pii.Config{Clock: clock})
+	signUp(t, a, "u1")
+	if m, err := flux.Load[*Member](ctx, a.repo, "u1"); err != nil || m.Email != "u1@canary.example" {
+		t.Fatalf("load = %+v, %v", m, err)
+	}
+	if err := b.prot.Forget(ctx, "u1", pii.ForgetOptions{By: "dpo"}); err != nil {
+		t.Fatal(err)
+	}
+	// Within the TTL, a's cached key still works, for reads and writes.
+	advance(59 * time.Second)
+	if m, err := flux.Load[*Member](ctx, a.repo, "u1"); err != nil || m.Email != "u1@canary.example" {
+		t.Fatalf("within the TTL: %+v, %v", m, err)
+	}
+	late := new(Member)
+	late.SetID("u1-late")
+	flux.Raise(late, profile("u1"))
+	if err := a.repo.Save(ctx, late); err != nil {
+		t.Fatalf("a save within the TTL: %v", err)
+	}
+	// After it, a reads the subject as forgotten, including what it wrote
+	// in the window, and refuses new personal data for it.
+	advance(2 * time.Second)
+	for _, id := range []string{"u1", "u1-late"} {
+		m, err := flux.Load[*Member](ctx, a.repo, id)
+		if err != nil || m.Email != "" || !m.LoadInfo().Forgotten {
+			t.Fatalf("%s after the TTL: %+v (info %+v), %v", id, m, m.LoadInfo(), err)
+		}
+	}
+	again := new(Member)
+	again.SetID("u1-again")
+	flux.Raise(again, profile("u1"))
+	if err := a.repo.Save(ctx, again); !errors.Is(err, pii.ErrForgotten) {
+		t.Fatalf("a save after the TTL: err = %v, want ErrForgotten", err)
 	}
 }
 
