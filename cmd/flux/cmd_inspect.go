@@ -34,8 +34,8 @@ func runMigrate(ctx context.Context, m *Main, args []string) error {
 				return err
 			}
 		}
-		fmt.Fprintf(m.Stdout, "%s event store at %s: schema is up to date\n", b.kind, b.where)
-		return nil
+		return m.report(*c.json, map[string]any{"backend": b.kind, "store": b.where, "schema": "up to date"},
+			"%s event store at %s: schema is up to date", b.kind, b.where)
 	})
 }
 

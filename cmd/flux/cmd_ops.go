@@ -72,7 +72,7 @@ func runProjections(ctx context.Context, m *Main, args []string) error {
 			if name != balancesProjection {
 				return fmt.Errorf("unknown projection %q: this application rebuilds %q", name, balancesProjection)
 			}
-			return m.rebuild(ctx, a, name)
+			return m.rebuild(ctx, a, name, *c.json)
 		case "reset":
 			if !*yes && !m.confirm(fmt.Sprintf("Reset projection %s: it will replay the whole log. Type the name to confirm: ", name), name) {
 				return errors.New("not confirmed; nothing changed")
@@ -85,8 +85,8 @@ func runProjections(ctx context.Context, m *Main, args []string) error {
 					return err
 				}
 			}
-			fmt.Fprintf(m.Stdout, "projection %s reset: it starts again from position 0\n", name)
-			return nil
+			return m.report(*c.json, map[string]any{"projection": name, "reset": true, "position": 0},
+				"projection %s reset: it starts again from position 0", name)
 		case "run":
 			if err := m.observeRunner(a.runner); err != nil {
 				return err
@@ -154,7 +154,7 @@ func (m *Main) projectionStatus(ctx context.Context, a *application, b *backend,
 
 // rebuild replays the log into a projection, with a progress bar on
 // stderr.
-func (m *Main) rebuild(ctx context.Context, a *application, name string) error {
+func (m *Main) rebuild(ctx context.Context, a *application, name string, asJSON bool) error {
 	start := time.Now()
 	var last time.Time
 	lastPos := int64(-1)
@@ -178,8 +178,9 @@ func (m *Main) rebuild(ctx context.Context, a *application, name string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "rebuilt %s up to position %d in %s\n", name, cp.Position, time.Since(start).Round(time.Millisecond))
-	return nil
+	took := time.Since(start).Round(time.Millisecond)
+	return m.report(asJSON, map[string]any{"projection": name, "rebuilt": true, "position": cp.Position, "seconds": took.Seconds()},
+		"rebuilt %s up to position %d in %s", name, cp.Position, took)
 }
 
 func progressBar(name string, pos, head int64) string {
@@ -219,8 +220,8 @@ func runForget(ctx context.Context, m *Main, args []string) error {
 		if f, done, err := b.store.Forgotten(ctx, subject); err != nil {
 			return err
 		} else if done {
-			fmt.Fprintf(m.Stdout, "subject %s was already forgotten at %s by %s\n", subject, fmtTime(f.At), f.By)
-			return nil
+			return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(f.At), "by": f.By, "already": true},
+				"subject %s was already forgotten at %s by %s", subject, fmtTime(f.At), f.By)
 		}
 		if !*yes && !m.confirm(fmt.Sprintf("Forget subject %s: their personal data becomes unreadable everywhere, forever.\nType the subject ID to confirm: ", subject), subject) {
 			return errors.New("not confirmed; nothing was forgotten")
@@ -229,8 +230,8 @@ func runForget(ctx context.Context, m *Main, args []string) error {
 		if err := b.store.ForgetSubject(ctx, f); err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stdout, "forgot subject %s at %s (recorded: by %s)\n", subject, fmtTime(f.At), f.By)
-		return nil
+		return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(f.At), "by": f.By, "already": false},
+			"forgot subject %s at %s (recorded: by %s)", subject, fmtTime(f.At), f.By)
 	})
 }
 
@@ -259,8 +260,8 @@ func runKeys(ctx context.Context, m *Main, args []string) error {
 		if err != nil {
 			return fmt.Errorf("nothing rotated: %w", err)
 		}
-		fmt.Fprintf(m.Stdout, "re-wrapped %d data key(s); set %s to the new secret and restart the applications\n", n, pii.SecretEnv)
-		return nil
+		return m.report(*c.json, map[string]any{"rewrapped_keys": n},
+			"re-wrapped %d data key(s); set %s to the new secret and restart the applications", n, pii.SecretEnv)
 	})
 }
 
@@ -294,8 +295,8 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(m.Stdout, "pruned %d snapshots, keeping the newest %d per aggregate\n", n, *keep)
-			return nil
+			return m.report(*c.json, map[string]any{"pruned": n, "keep": *keep},
+				"pruned %d snapshots, keeping the newest %d per aggregate", n, *keep)
 		case "delete":
 			what := "every snapshot"
 			if *streamID != "" {
@@ -308,8 +309,8 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(m.Stdout, "deleted %d snapshots\n", n)
-			return nil
+			return m.report(*c.json, map[string]any{"deleted": n, "stream": *streamID},
+				"deleted %d snapshots", n)
 		case "", "stats":
 		default:
 			return &usageError{fmt.Sprintf("unknown snapshots action %q: use prune or delete", action)}

@@ -112,3 +112,13 @@ func canonicalJSON(b []byte) []byte {
 	}
 	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
 }
+
+// report prints the outcome of a command that changes the store: text for
+// people, or with --json one JSON object for scripts.
+func (m *Main) report(asJSON bool, v any, format string, args ...any) error {
+	if asJSON {
+		return jsonLines(m.Stdout, []any{v})
+	}
+	_, err := fmt.Fprintf(m.Stdout, format+"\n", args...)
+	return err
+}
