@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/pii"
 )
 
 func (m *Main) withBackend(ctx context.Context, dsn string, create bool, fn func(b *backend) error) error {
@@ -99,7 +100,10 @@ var envelopeRE = regexp.MustCompile(`"fluxpii:v1:[A-Za-z0-9_-]+"`)
 // rowOf renders a stored record: decoded (personal data decrypted, or
 // "[forgotten]") with the secret; as stored, personal data "[encrypted]",
 // without it.
-func (a *application) rowOf(ctx context.Context, rec flux.Record) eventRow {
+//
+// A wrong secret is an error (every row would fail alike); an event that
+// does not decode otherwise is shown as stored, with a note.
+func (a *application) rowOf(ctx context.Context, rec flux.Record) (eventRow, error) {
 	r := eventRow{Position: rec.Position, OccurredAt: fmtTime(rec.OccurredAt), AggregateType: rec.AggregateType,
 		StreamID: rec.StreamID, Version: rec.StreamVersion, Event: rec.EventName, EventVersion: rec.EventVersion,
 		EventID: rec.EventID, RequestID: rec.Metadata.RequestID, CorrelationID: rec.Metadata.CorrelationID,
@@ -110,17 +114,20 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) eventRow {
 		if envelopeRE.Match(rec.Payload) {
 			r.Note = "personal data encrypted; set KEY_MANAGEMENT_SECRET to read it"
 		}
-		return r
+		return r, nil
 	}
 	env, err := a.repo.Decode(ctx, rec)
+	if errors.Is(err, pii.ErrWrongSecret) {
+		return r, err
+	}
 	if err != nil {
 		r.Payload, r.Note = stored, "does not decode: "+err.Error()
-		return r
+		return r, nil
 	}
 	b, err := json.Marshal(env.Event)
 	if err != nil {
 		r.Payload, r.Note = stored, "does not encode: "+err.Error()
-		return r
+		return r, nil
 	}
 	r.Payload = b
 	if env.Name != rec.EventName || env.Version != rec.EventVersion {
@@ -129,7 +136,7 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) eventRow {
 	if len(env.Forgotten) > 0 {
 		r.Note = "subject forgotten"
 	}
-	return r
+	return r, nil
 }
 
 func (m *Main) printEvents(rows []eventRow, asJSON bool, full bool) error {
@@ -198,8 +205,14 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 			names = append(names, a.reg.StoredNames(t)...)
 		}
 		var rows []eventRow
+		var rowErr error
 		add := func(rec flux.Record) bool {
-			rows = append(rows, a.rowOf(ctx, rec))
+			r, err := a.rowOf(ctx, rec)
+			if err != nil {
+				rowErr = err
+				return false
+			}
+			rows = append(rows, r)
 			return *limit == 0 || len(rows) < *limit
 		}
 		if *streamID != "" {
@@ -231,6 +244,9 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 					break
 				}
 			}
+		}
+		if rowErr != nil {
+			return rowErr
 		}
 		return m.printEvents(rows, *c.json, *full)
 	})
@@ -266,7 +282,11 @@ func runTrace(ctx context.Context, m *Main, args []string) error {
 			if err != nil {
 				return err
 			}
-			rows = append(rows, a.rowOf(ctx, rec))
+			r, err := a.rowOf(ctx, rec)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r)
 			streams[rec.StreamID] = true
 		}
 		if len(rows) == 0 {
@@ -303,6 +323,9 @@ func runState(ctx context.Context, m *Main, args []string) error {
 	}
 	if typ == "" || id == "" {
 		return &usageError{"give the aggregate type and ID: flux state TYPE ID"}
+	}
+	if *at != "" && *version != 0 {
+		return &usageError{"give --at or --version, not both"}
 	}
 	now := m.Clock()
 	var opts flux.LoadOptions

@@ -87,6 +87,9 @@ type demo struct {
 	newID   func() string
 	eventID func() string
 	step    int
+	// requestPrefix starts the request ID of every step.
+	requestPrefix string
+	backend       *backend
 }
 
 func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
@@ -98,7 +101,7 @@ func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
 		return nil, fmt.Errorf("the demo needs an empty store, and %s holds %d events; give another --db or --dsn", b.where, head)
 	}
 	store := b.store
-	d := &demo{m: m, out: m.Stdout, store: store}
+	d := &demo{m: m, out: m.Stdout, store: store, backend: b}
 	// The demo clock starts a day ago, on the hour, and moves one hour per
 	// step, so that "the state at an earlier moment" has a moment to show.
 	d.now = m.Clock().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
@@ -120,10 +123,13 @@ func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
 	return d, nil
 }
 
-// say prints a numbered step.
-func (d *demo) say(format string, args ...any) {
+// say prints a numbered step and returns ctx with the step's request ID
+// (the correlation ID of what the step stores: 'flux trace' shows one
+// step's story).
+func (d *demo) say(ctx context.Context, format string, args ...any) context.Context {
 	d.step++
 	fmt.Fprintf(d.out, "\n%d. %s\n", d.step, fmt.Sprintf(format, args...))
+	return flux.WithRequestID(ctx, fmt.Sprintf("%s-%02d", d.requestPrefix, d.step))
 }
 
 // dispatch runs a command at the demo clock's time, reports the events it
@@ -148,16 +154,16 @@ func (d *demo) dispatch(ctx context.Context, cmd any) error {
 }
 
 func (d *demo) run(ctx context.Context) error {
-	ctx = flux.WithRequestID(ctx, "demo-"+d.newID()[:8])
+	d.requestPrefix = "demo-" + d.newID()[:8]
 	ada, bob := d.newID(), d.newID()
 	groceries, trip := d.newID(), d.newID()
 	cmds := d.app.Commands
 
-	d.say("Sign-ups: Ada signs up; her e-mail address is claimed in the e-mail registry")
+	ctx = d.say(ctx, "Sign-ups: Ada signs up; her e-mail address is claimed in the e-mail registry")
 	if err := d.dispatch(ctx, budget.SignUp{UserID: ada, Email: "ada@example.com", Firstname: "Ada", Lastname: "Byron", Language: "en", Consent: true}); err != nil {
 		return err
 	}
-	d.say("Bob tries to sign up with ADA@example.com: the registry refuses it, nothing is stored")
+	ctx = d.say(ctx, "Bob tries to sign up with ADA@example.com: the registry refuses it and stores nothing; he signs up with his own address")
 	err := cmds.Dispatch(ctx, budget.SignUp{UserID: bob, Email: "ADA@example.com", Firstname: "Bob", Lastname: "Babbage", Language: "en", Consent: true})
 	fmt.Fprintf(d.out, "   refused: %v\n", err)
 	if err := d.dispatch(ctx, budget.SignUp{UserID: bob, Email: "bob@example.com", Firstname: "Bob", Lastname: "Babbage", Language: "en", Consent: true}); err != nil {
@@ -165,12 +171,12 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	before := d.now.Add(-30 * time.Minute)
 
-	d.say("A rename: Ada changes her first name to Augusta")
+	ctx = d.say(ctx, "A rename: Ada changes her first name to Augusta")
 	if err := d.dispatch(ctx, budget.ChangeFirstname{UserID: ada, Firstname: "Augusta"}); err != nil {
 		return err
 	}
 
-	d.say("Ada creates two budget envelopes; envelope names are unique per user")
+	ctx = d.say(ctx, "Ada creates two budget envelopes; envelope names are unique per user")
 	if err := d.dispatch(ctx, budget.AddBudgetEnvelope{EnvelopeID: groceries, UserID: ada, Name: "Groceries", TargetedAmount: 400_00, Currency: "EUR"}); err != nil {
 		return err
 	}
@@ -180,12 +186,12 @@ func (d *demo) run(ctx context.Context) error {
 	err = cmds.Dispatch(ctx, budget.AddBudgetEnvelope{EnvelopeID: d.newID(), UserID: ada, Name: "groceries", TargetedAmount: 1, Currency: "EUR"})
 	fmt.Fprintf(d.out, "   a second \"groceries\" is refused: %v\n", err)
 
-	d.say("Another rename: \"Holidays\" becomes \"Summer trip\" (the old name is released, the new one claimed, atomically)")
+	ctx = d.say(ctx, "Another rename: \"Holidays\" becomes \"Summer trip\" (the old name is released, the new one claimed, atomically)")
 	if err := d.dispatch(ctx, budget.RenameBudgetEnvelope{EnvelopeID: trip, UserID: ada, Name: "Summer trip"}); err != nil {
 		return err
 	}
 
-	d.say("Ada credits her groceries envelope nine times; its tenth event writes a snapshot")
+	ctx = d.say(ctx, "Ada credits her groceries envelope nine times; its tenth event writes a snapshot")
 	for i := 0; i < 9; i++ {
 		if err := d.dispatchQuietly(ctx, budget.CreditBudgetEnvelope{EnvelopeID: groceries, UserID: ada, Amount: 25_00}); err != nil {
 			return err
@@ -204,7 +210,7 @@ func (d *demo) run(ctx context.Context) error {
 	info := g.LoadInfo()
 	fmt.Fprintf(d.out, "   loading it now takes the snapshot at version %d and replays %d event(s): balance %s\n", info.SnapshotVersion, info.EventsReplayed, euros(g.CurrentAmount))
 
-	d.say("An upcast event: a credit written by the PHP library (v1, \"creditedAmount\": \"12.50\") is imported")
+	ctx = d.say(ctx, "An upcast event: a credit written by the PHP library (v1, \"creditedAmount\": \"12.50\") is imported")
 	if err := d.importV1Credit(ctx, groceries, g.Version(), "12.50"); err != nil {
 		return err
 	}
@@ -214,12 +220,12 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "   it is read as BudgetEnvelopeCredited v2 {amount: 1250}: balance %s (stored data unchanged)\n", euros(g.CurrentAmount))
 
-	d.say("A transfer: 80.00 EUR from Groceries to Summer trip, two aggregates in one transaction")
+	ctx = d.say(ctx, "A transfer: 80.00 EUR from Groceries to Summer trip, two aggregates in one transaction")
 	if err := d.dispatch(ctx, budget.TransferBetweenEnvelopes{TransferID: d.newID(), FromEnvelopeID: groceries, ToEnvelopeID: trip, UserID: ada, Amount: 80_00}); err != nil {
 		return err
 	}
 
-	d.say("A conflict retried: two clerks credit Summer trip at the same moment")
+	ctx = d.say(ctx, "A conflict retried: two clerks credit Summer trip at the same moment")
 	first, err := flux.Load[*budget.BudgetEnvelope](ctx, d.app.Repo, trip)
 	if err != nil {
 		return err
@@ -241,12 +247,12 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	d.say("A projection: the envelope-balances read model catches up with the global log")
+	ctx = d.say(ctx, "A projection: the envelope-balances read model catches up with the global log")
 	if err := d.project(ctx); err != nil {
 		return err
 	}
 
-	d.say("A time-travel view of Ada, now and as she was at %s", before.Format("2006-01-02 15:04"))
+	ctx = d.say(ctx, "A time-travel view of Ada, now and as she was at %s", before.Format("2006-01-02 15:04"))
 	now, err := flux.Load[*budget.User](ctx, d.app.Repo, ada)
 	if err != nil {
 		return err
@@ -258,7 +264,7 @@ func (d *demo) run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "   now:      %s %s <%s>, version %d\n", now.Firstname, now.Lastname, now.Email, now.Version())
 	fmt.Fprintf(d.out, "   at %s: %s %s <%s>, version %d\n", before.Format("15:04"), then.Firstname, then.Lastname, then.Email, then.Version())
 
-	d.say("Ada asks to be forgotten: her data key is deleted (crypto-shredding)")
+	ctx = d.say(ctx, "Ada asks to be forgotten: her data key is deleted (crypto-shredding)")
 	if err := d.app.Protector.Forget(ctx, ada, pii.ForgetOptions{By: "demo DPO", Reason: "demo request"}); err != nil {
 		return err
 	}
@@ -278,7 +284,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "   her envelopes hold no personal data and are untouched: Groceries %s\n", euros(g.CurrentAmount))
 
-	d.say("The global log (personal data stays encrypted; the e-mail registry stores only hashes)")
+	ctx = d.say(ctx, "The global log (personal data stays encrypted; the e-mail registry stores only hashes)")
 	return d.printLog(ctx)
 }
 
@@ -305,18 +311,22 @@ func (d *demo) importV1Credit(ctx context.Context, envelopeID string, version in
 	return err
 }
 
-// project runs the balances projection until it has caught up.
+// project runs the balances projection until it has caught up, into the
+// store's database with its checkpoint there, as 'flux projections' shows.
 func (d *demo) project(ctx context.Context) error {
-	balances := budget.NewMemoryBalances()
-	r, err := projection.NewRunner(projection.RunnerConfig{Repository: d.app.Repo, Checkpoints: memCheckpoints{}})
+	balances, err := d.backend.balanceStore()
 	if err != nil {
 		return err
 	}
-	if err := r.Add(budget.BalancesProjection("envelope-balances", balances)); err != nil {
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: d.app.Repo, Clock: func() time.Time { return d.now }})
+	if err != nil {
+		return err
+	}
+	if err := r.Add(budget.BalancesProjection(balancesProjection, balances)); err != nil {
 		return err
 	}
 	var events int64
-	if err := r.Rebuild(ctx, "envelope-balances", projection.ReplayOptions{Progress: func(p projection.Progress) { events = p.Events }}); err != nil {
+	if err := r.Rebuild(ctx, balancesProjection, projection.ReplayOptions{Progress: func(p projection.Progress) { events = p.Events }}); err != nil {
 		return err
 	}
 	views, err := balances.List(ctx, "")
@@ -327,28 +337,6 @@ func (d *demo) project(ctx context.Context) error {
 	for _, v := range views {
 		fmt.Fprintf(d.out, "   %-12s %10s of %10s (version %d)\n", v.Name, euros(v.CurrentAmount), euros(v.TargetedAmount), v.Version)
 	}
-	return nil
-}
-
-// memCheckpoints keeps the demo projection's checkpoint in memory.
-type memCheckpoints map[string]projection.Checkpoint
-
-func (m memCheckpoints) LoadCheckpoint(_ context.Context, name string) (projection.Checkpoint, error) {
-	cp, ok := m[name]
-	if !ok {
-		cp.Name = name
-	}
-	return cp, nil
-}
-func (m memCheckpoints) SaveCheckpoint(_ context.Context, cp projection.Checkpoint) error {
-	m[cp.Name] = cp
-	return nil
-}
-func (m memCheckpoints) ListCheckpoints(context.Context) ([]projection.Checkpoint, error) {
-	return nil, nil
-}
-func (m memCheckpoints) DeleteCheckpoint(_ context.Context, name string) error {
-	delete(m, name)
 	return nil
 }
 
