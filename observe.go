@@ -35,21 +35,23 @@ const (
 	OpAppend          OpKind = "append"           // the store append inside a save
 	OpLoad            OpKind = "load"             // an aggregate rebuild
 	OpProjectionBatch OpKind = "projection.batch" // one batch applied by a projection (or the relay)
+	OpRelayPublish    OpKind = "relay.publish"    // one batch published to a broker and acknowledged (natsrelay)
 )
 
 // Operation describes an observed operation.
 type Operation struct {
 	Kind OpKind
-	// Name is the command or query type, or the projection name.
+	// Name is the command or query type, or the projection or relay name.
 	Name string
 	// AggregateType and StreamID name the aggregate (loads; saves of one).
 	AggregateType string
 	StreamID      string
 	// CorrelationID of the message or save.
 	CorrelationID string
-	// Events is the number of events to append, or in a projection batch.
+	// Events is the number of events to append, or in a projection or
+	// relay batch.
 	Events int
-	// Links holds the stored metadata of the events of a projection batch,
+	// Links holds the stored metadata of the events of a projection or relay batch,
 	// for linking to the operations that wrote them (see TraceMetadata).
 	Links []map[string]string
 }
@@ -64,7 +66,7 @@ type Outcome struct {
 	SnapshotUsed   bool
 	// SnapshotsWritten counts snapshots a save wrote.
 	SnapshotsWritten int
-	// Position is the last global position of a projection batch.
+	// Position is the last global position of a projection or relay batch.
 	Position int64
 }
 

@@ -40,6 +40,10 @@
 //	                       flux.events_replayed and flux.snapshot_used (on success)
 //	flux.projection.batch  (kind consumer) flux.projection, flux.event_count,
 //	                       flux.position; links to the writers of its events
+//	flux.relay.publish     (kind producer) flux.relay, flux.event_count,
+//	                       flux.position; links to the writers of its events.
+//	                       Set natsrelay.Config.Observer to see it; it is a child
+//	                       of the relay's flux.projection.batch span
 //
 // Point events become span events on the span in the context (a load, or
 // a save's encryption), and are counted even without one:
@@ -86,6 +90,10 @@
 //	flux.projection.batch.duration   s          flux.projection, flux.outcome
 //	flux.projection.events           {event}    flux.projection; events of successful batches
 //	flux.projection.errors           {error}    flux.projection; failed batches
+//	flux.relay.publish.duration      s          flux.relay, flux.outcome; publish, acknowledgements
+//	                                            and checkpoint of one batch
+//	flux.relay.events                {event}    flux.relay; events published and acknowledged
+//	flux.relay.errors                {error}    flux.relay; failed batches (the runner retries)
 //
 // Gauges, read from (*projection.Runner).Status at each collection for the
 // runners passed to ObserveRunner:
@@ -96,7 +104,8 @@
 //
 // The NATS relay runs as a projection in a runner: its lag is the
 // projection lag of the relay's name (flux.projection="<relay name>"), so
-// alert on that, as on any projection's.
+// alert on that, as on any projection's; flux.relay.errors counts its
+// failed publishes.
 //
 // With NewPrometheus the names follow Prometheus conventions: dots become
 // underscores, units and counter suffixes are added

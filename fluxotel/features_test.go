@@ -411,3 +411,35 @@ func TestCustomPropagator(t *testing.T) {
 		t.Fatalf("spans:\n%s", strings.Join(render(spans), "\n"))
 	}
 }
+
+func TestRelayPublish(t *testing.T) {
+	t.Parallel()
+	tel := newTelemetry(t, fluxotel.Config{Clock: stepClock()})
+	links := []map[string]string{traceparent(1), traceparent(1), traceparent(2)}
+	_, end := tel.obs.Start(t.Context(), flux.Operation{Kind: flux.OpRelayPublish, Name: "natsrelay", Events: 3, Links: links})
+	end(flux.Outcome{Position: 7})
+	_, end = tel.obs.Start(t.Context(), flux.Operation{Kind: flux.OpRelayPublish, Name: "natsrelay", Events: 2, Links: links[:2]})
+	end(flux.Outcome{Err: errors.New("not acknowledged"), Position: 9})
+	spans := tel.spans.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	diff(t, "spans", render(spans), []string{
+		"#0 flux.relay.publish trace=1 parent=- producer 1ms {flux.event_count=3,flux.position=7,flux.relay=natsrelay} links=[?{} ?{}]",
+		`#1 flux.relay.publish trace=2 parent=- producer 1ms {flux.event_count=2,flux.position=9,flux.relay=natsrelay} Error:"error (message withheld; see fluxotel.Config.RecordErrorMessages)" events=[exception{exception.message=error (message withheld; see fluxotel.Config.RecordErrorMessages),exception.type=*errors.errorString}] links=[?{}]`,
+	})
+	if n := len(spans[0].Links()); n != 2 {
+		t.Errorf("%d links, want 2 (one per writing span)", n)
+	}
+	metrics := tel.collect(t)
+	for _, want := range []string{
+		"flux.relay.events[{event}]{flux.relay=natsrelay} 3",
+		"flux.relay.errors[{error}]{flux.relay=natsrelay} 1",
+		"flux.relay.publish.duration[s]{flux.outcome=ok,flux.relay=natsrelay} count=1 sum=0.001",
+		"flux.relay.publish.duration[s]{flux.outcome=error,flux.relay=natsrelay} count=1 sum=0.001",
+	} {
+		if !slices.Contains(metrics, want) {
+			t.Errorf("no %q in:\n%s", want, strings.Join(metrics, "\n"))
+		}
+	}
+}

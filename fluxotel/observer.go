@@ -30,6 +30,7 @@ const (
 	EventCountKey       = attribute.Key("flux.event_count")       // events to append, or in a batch
 	CorrelationIDKey    = attribute.Key("flux.correlation_id")    // correlation ID of the message or save
 	ProjectionKey       = attribute.Key("flux.projection")        // projection (or relay) name
+	RelayKey            = attribute.Key("flux.relay")             // relay name (natsrelay.Config.Name)
 	EventsReplayedKey   = attribute.Key("flux.events_replayed")   // events a load applied after its snapshot
 	SnapshotUsedKey     = attribute.Key("flux.snapshot_used")     // whether a load started from a snapshot
 	SnapshotsWrittenKey = attribute.Key("flux.snapshots_written") // snapshots a save wrote
@@ -59,6 +60,7 @@ const (
 	SpanAppend          = "flux.append"
 	SpanLoad            = "flux.load"
 	SpanProjectionBatch = "flux.projection.batch"
+	SpanRelayPublish    = "flux.relay.publish"
 
 	EventUpcast             = "flux.upcast"
 	EventPersonalDataFailed = "flux.personal_data_failure"
@@ -74,11 +76,11 @@ type Observer struct {
 	meter  metric.Meter
 	sets   setCache
 
-	commandDuration, queryDuration, saveDuration, appendDuration, loadDuration, batchDuration metric.Float64Histogram
+	commandDuration, queryDuration, saveDuration, appendDuration, loadDuration, batchDuration, relayDuration metric.Float64Histogram
 
 	appendEvents, eventsReplayed metric.Int64Histogram
 
-	loads, snapshotsWritten, conflicts, upcasts, piiFailures, projectionEvents, projectionErrors metric.Int64Counter
+	loads, snapshotsWritten, conflicts, upcasts, piiFailures, projectionEvents, projectionErrors, relayEvents, relayErrors metric.Int64Counter
 
 	lagEvents, projectionFailures metric.Int64ObservableGauge
 	lagSeconds                    metric.Float64ObservableGauge
@@ -130,6 +132,7 @@ func New(cfg Config) (*Observer, error) {
 	o.appendDuration = duration("flux.append.duration", "Duration of event store appends.")
 	o.loadDuration = duration("flux.load.duration", "Duration of aggregate loads.")
 	o.batchDuration = duration("flux.projection.batch.duration", "Duration of projection batches.")
+	o.relayDuration = duration("flux.relay.publish.duration", "Duration of relay batches: publishing, waiting for the broker's acknowledgements, saving the checkpoint.")
 	o.appendEvents = count("flux.append.events", "{event}", "Events stored per successful append.")
 	o.eventsReplayed = count("flux.load.events_replayed", "{event}", "Events applied per successful load, after its snapshot.")
 	o.loads = counter("flux.loads", "{load}", "Successful loads, by whether they started from a snapshot.")
@@ -139,6 +142,8 @@ func New(cfg Config) (*Observer, error) {
 	o.piiFailures = counter("flux.personal_data.failures", "{failure}", "Personal data that failed to encrypt or decrypt.")
 	o.projectionEvents = counter("flux.projection.events", "{event}", "Events handled by projections in successful batches.")
 	o.projectionErrors = counter("flux.projection.errors", "{error}", "Projection batches that failed.")
+	o.relayEvents = counter("flux.relay.events", "{event}", "Events a relay published and the broker acknowledged.")
+	o.relayErrors = counter("flux.relay.errors", "{error}", "Relay batches that failed (retried by the runner).")
 	var err error
 	o.lagEvents, err = o.meter.Int64ObservableGauge("flux.projection.lag.events", metric.WithUnit("{event}"),
 		metric.WithDescription("Events in the log a projection has not handled yet (ObserveRunner)."))
@@ -171,6 +176,8 @@ func spanName(k flux.OpKind) string {
 		return SpanLoad
 	case flux.OpProjectionBatch:
 		return SpanProjectionBatch
+	case flux.OpRelayPublish:
+		return SpanRelayPublish
 	}
 	return "flux." + string(k)
 }
@@ -188,6 +195,8 @@ func (o *Observer) Start(ctx context.Context, op flux.Operation) (context.Contex
 		attrs = append(attrs, QueryKey.String(op.Name))
 	case flux.OpProjectionBatch:
 		attrs = append(attrs, ProjectionKey.String(op.Name))
+	case flux.OpRelayPublish:
+		attrs = append(attrs, RelayKey.String(op.Name))
 	}
 	if op.AggregateType != "" {
 		attrs = append(attrs, AggregateTypeKey.String(op.AggregateType))
@@ -196,7 +205,7 @@ func (o *Observer) Start(ctx context.Context, op flux.Operation) (context.Contex
 		attrs = append(attrs, StreamIDKey.String(op.StreamID))
 	}
 	switch op.Kind {
-	case flux.OpSave, flux.OpAppend, flux.OpProjectionBatch:
+	case flux.OpSave, flux.OpAppend, flux.OpProjectionBatch, flux.OpRelayPublish:
 		attrs = append(attrs, EventCountKey.Int(op.Events))
 	}
 	if op.CorrelationID != "" {
@@ -207,8 +216,11 @@ func (o *Observer) Start(ctx context.Context, op flux.Operation) (context.Contex
 	if o.stamp {
 		opts = append(opts, trace.WithTimestamp(start))
 	}
-	if op.Kind == flux.OpProjectionBatch {
+	switch op.Kind {
+	case flux.OpProjectionBatch:
 		opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(o.links(op.Links)...))
+	case flux.OpRelayPublish:
+		opts = append(opts, trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(o.links(op.Links)...))
 	}
 	ctx, span := o.tracer.Start(ctx, spanName(op.Kind), opts...)
 	return ctx, func(out flux.Outcome) {
@@ -224,7 +236,7 @@ func startAttrs(op flux.Operation) int {
 	switch op.Kind {
 	case flux.OpCommand, flux.OpQuery, flux.OpSave, flux.OpAppend:
 		n++ // the name or the event count
-	case flux.OpProjectionBatch:
+	case flux.OpProjectionBatch, flux.OpRelayPublish:
 		n += 2 // the name and the event count
 	}
 	for _, s := range [...]string{op.AggregateType, op.StreamID, op.CorrelationID} {
@@ -324,6 +336,14 @@ func (o *Observer) measure(ctx context.Context, op flux.Operation, out flux.Outc
 		} else {
 			o.projectionErrors.Add(ctx, 1, o.set(p).add...)
 		}
+	case flux.OpRelayPublish:
+		rl := RelayKey.String(op.Name)
+		o.relayDuration.Record(ctx, secs, o.set(rl, oc).rec...)
+		if out.Err == nil {
+			o.relayEvents.Add(ctx, int64(op.Events), o.set(rl).add...)
+		} else {
+			o.relayErrors.Add(ctx, 1, o.set(rl).add...)
+		}
 	}
 }
 
@@ -342,7 +362,7 @@ func (o *Observer) endSpan(span trace.Span, op flux.Operation, out flux.Outcome,
 		if saved(out.Err) {
 			attrs = append(attrs, SnapshotsWrittenKey.Int(out.SnapshotsWritten))
 		}
-	case flux.OpProjectionBatch:
+	case flux.OpProjectionBatch, flux.OpRelayPublish:
 		attrs = append(attrs, PositionKey.Int64(out.Position))
 	}
 	if out.Conflict {

@@ -458,3 +458,42 @@ func contains(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// recordingObserver records the relay batches it sees.
+type recordingObserver struct {
+	mu      sync.Mutex
+	batches []flux.Operation
+	ends    []flux.Outcome
+}
+
+func (o *recordingObserver) Start(ctx context.Context, op flux.Operation) (context.Context, func(flux.Outcome)) {
+	return ctx, func(out flux.Outcome) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.batches = append(o.batches, op)
+		o.ends = append(o.ends, out)
+	}
+}
+
+func (o *recordingObserver) Notice(context.Context, flux.Notice) {}
+
+func (o *recordingObserver) TraceMetadata(context.Context) map[string]string { return nil }
+
+// published sums the events of the successful relay batches and returns
+// the last position acknowledged, and the failed batches.
+func (o *recordingObserver) published() (events int, last int64, failed int, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, op := range o.batches {
+		if op.Kind != flux.OpRelayPublish || op.Name == "" || len(op.Links) != op.Events {
+			return 0, 0, 0, fmt.Errorf("batch %d: %+v", i, op)
+		}
+		if o.ends[i].Err != nil {
+			failed++
+			continue
+		}
+		events += op.Events
+		last = max(last, o.ends[i].Position)
+	}
+	return events, last, failed, nil
+}

@@ -107,7 +107,8 @@ func TestRelayPublishesEveryEventAsStoredAndCheckpointsAfterTheAcks(t *testing.T
 	}
 
 	audit := &auditedCheckpoints{CheckpointStore: e.store, check: storedBefore(t, js, stream, e, all)}
-	relay, err := natsrelay.New(natsrelay.Config{Conn: nc, Checkpoints: audit, Stream: stream, SubjectPrefix: prefix})
+	obs := &recordingObserver{}
+	relay, err := natsrelay.New(natsrelay.Config{Conn: nc, Checkpoints: audit, Stream: stream, SubjectPrefix: prefix, Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +140,11 @@ func TestRelayPublishesEveryEventAsStoredAndCheckpointsAfterTheAcks(t *testing.T
 	s := status(t, runner, natsrelay.DefaultName)
 	if s.Position != e.head(t) || s.LastError != "" || s.Processed != int64(len(msgs)) {
 		t.Errorf("status %+v, want position %d, %d processed, no error", s, e.head(t), len(msgs))
+	}
+	// The observer saw every published batch.
+	events, last, failed, err := obs.published()
+	if err != nil || events != len(msgs) || last != e.head(t) || failed != 0 {
+		t.Errorf("observed %d events published up to %d, %d failed batches (%v); want %d up to %d", events, last, failed, err, len(msgs), e.head(t))
 	}
 }
 
@@ -387,7 +393,8 @@ func TestFailedPublishDoesNotAdvanceTheCheckpoint(t *testing.T) {
 			e := newEnv(t)
 			e.openAccount(t.Context(), t, "acc-1", 1, 2)
 			var logs syncBuffer
-			relay, err := natsrelay.New(natsrelay.Config{Conn: nc, Checkpoints: e.store, Stream: stream, SubjectPrefix: prefix, ExistingStream: tt.existing})
+			obs := &recordingObserver{}
+			relay, err := natsrelay.New(natsrelay.Config{Conn: nc, Checkpoints: e.store, Stream: stream, SubjectPrefix: prefix, ExistingStream: tt.existing, Observer: obs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -420,6 +427,10 @@ func TestFailedPublishDoesNotAdvanceTheCheckpoint(t *testing.T) {
 			}
 			recs := e.records(t)
 			checkMessages(t, prefix, readStream(t, js, stream), recs[len(recs)-tt.after:])
+			// The observer saw the failed batches, then the recovery.
+			if _, last, failed, err := obs.published(); err != nil || failed < 2 || last != 6 {
+				t.Errorf("observed %d failed batches, last position %d (%v); want >= 2 and 6", failed, last, err)
+			}
 		})
 	}
 }

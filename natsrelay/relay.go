@@ -98,6 +98,13 @@ type Config struct {
 	// in global order. Default false: New refuses such a connection.
 	Unordered bool
 
+	// Observer, when set, sees every batch the relay publishes as a
+	// flux.OpRelayPublish operation (events, position, error) — give it
+	// the application's observer, e.g. a fluxotel.Observer, for relay
+	// spans and metrics. The runner reports the batch as a projection
+	// batch too, through the repository's observer. Default: none.
+	Observer flux.Observer
+
 	// Logger receives stream setup and a debug line per batch. Failures
 	// are returned to the runner, which logs them. Default: discard.
 	Logger *slog.Logger
@@ -281,6 +288,15 @@ func (r *Relay) ApplyBatch(ctx context.Context, events []flux.Envelope, from, to
 			r.streamReady = false
 		}
 	}()
+	if obs := r.cfg.Observer; obs != nil && len(events) > 0 {
+		links := make([]map[string]string, len(events))
+		for i := range events {
+			links[i] = events[i].Metadata.Extra
+		}
+		var end func(flux.Outcome)
+		ctx, end = obs.Start(ctx, flux.Operation{Kind: flux.OpRelayPublish, Name: r.cfg.Name, Events: len(events), Links: links})
+		defer func() { end(flux.Outcome{Err: err, Position: to}) }()
+	}
 	if err := r.ensureStream(ctx); err != nil {
 		return fmt.Errorf("natsrelay %q: batch of positions %d to %d: %w; checkpoint not advanced (stays at %d)", r.cfg.Name, from+1, to, err, from)
 	}

@@ -120,6 +120,8 @@ func cliCases() []cliCase {
 		{name: "error_at_and_version", args: []string{"state", "BudgetEnvelope", tripID, "--at", "2026-11-24 19:30", "--version", "2"}, code: 2},
 		{name: "error_bad_mysql_dsn", args: []string{"streams", "--dsn", "mysql://garbage"}, code: 1, sqliteOnly: true},
 		{name: "error_bad_postgres_dsn", args: []string{"streams", "--dsn", "postgres://app@db:notaport/x"}, code: 1, sqliteOnly: true},
+		{name: "error_relay_without_nats", args: []string{"relay"}, code: 2},
+		{name: "error_relay_nats_down", args: []string{"relay", "--nats", "nats://127.0.0.1:1"}, code: 1, sqliteOnly: true},
 		{name: "error_unknown_correlation", args: []string{"trace", "nope"}, code: 1},
 		{name: "error_unknown_projection", args: []string{"projections", "rebuild", "nope"}, code: 1},
 	}

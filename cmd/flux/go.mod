@@ -7,10 +7,12 @@ require (
 	github.com/fluxcapacitor/flux/examples v0.0.0
 	github.com/fluxcapacitor/flux/fluxotel v0.0.0
 	github.com/fluxcapacitor/flux/mysqlstore v0.0.0
+	github.com/fluxcapacitor/flux/natsrelay v0.0.0
 	github.com/fluxcapacitor/flux/pgstore v0.0.0
 	github.com/fluxcapacitor/flux/sqlitestore v0.0.0
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/nats-io/nats.go v1.55.0
 )
 
 require (
@@ -24,8 +26,11 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -41,6 +46,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
@@ -56,6 +62,7 @@ replace (
 	github.com/fluxcapacitor/flux/examples => ../../examples
 	github.com/fluxcapacitor/flux/fluxotel => ../../fluxotel
 	github.com/fluxcapacitor/flux/mysqlstore => ../../mysqlstore
+	github.com/fluxcapacitor/flux/natsrelay => ../../natsrelay
 	github.com/fluxcapacitor/flux/pgstore => ../../pgstore
 	github.com/fluxcapacitor/flux/sqlitestore => ../../sqlitestore
 )

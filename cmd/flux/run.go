@@ -59,6 +59,7 @@ func commands() map[string]command {
 		"state":       {"show an aggregate's state now, at a time or version, or a diff", runState},
 		"trace":       {"follow one correlation ID across every stream: a request's story", runTrace},
 		"projections": {"projection status and lag; rebuild, reset or run them", runProjections},
+		"relay":       {"relay the global log to NATS JetStream", runRelay},
 		"forget":      {"crypto-shred a data subject: delete their key", runForget},
 		"keys":        {"manage data keys: rotate the key-encryption secret", runKeys},
 		"snapshots":   {"snapshot statistics; prune or delete snapshots", runSnapshots},
