@@ -46,9 +46,99 @@ type (
 		Plan   string
 	}
 	CountQuery struct{ ID string }
+
+	// Gated commands hold their handler's first attempt at a gate until
+	// every contender has loaded, so their saves are sure to overlap.
+	GatedIncrement struct {
+		ID     string
+		ticket *ticket
+	}
+	GatedKeyedCreate struct {
+		ID, Key string
+		ticket  *ticket
+	}
+	GatedClaim struct {
+		Name, Owner string
+		ticket      *ticket
+	}
+	// KeyedAdd adds 1 tagged By; meanwhile, when set, runs between its
+	// load and its save.
+	KeyedAdd struct {
+		ID, Key, By string
+		meanwhile   func()
+	}
 )
 
-func (k KeyedCreate) IdempotencyKey() string { return k.Key }
+func (k KeyedCreate) IdempotencyKey() string      { return k.Key }
+func (k GatedKeyedCreate) IdempotencyKey() string { return k.Key }
+func (k KeyedAdd) IdempotencyKey() string         { return k.Key }
+
+// gate lets n contenders through together: each one's first wait blocks
+// until all n have arrived, so the loads of n concurrent handlers all
+// happen before any of their saves, whatever the scheduler does.
+type gate struct {
+	n       int
+	mu      sync.Mutex
+	arrived int
+	open    chan struct{}
+}
+
+func newGate(n int) *gate { return &gate{n: n, open: make(chan struct{})} }
+
+// ticket is one contender's pass through a gate.
+func (g *gate) ticket() *ticket { return &ticket{g: g} }
+
+type ticket struct {
+	g    *gate
+	once sync.Once
+}
+
+// punch counts the contender as arrived, once; a dispatcher punches its
+// ticket when Dispatch returns, so a dispatch that never reached its
+// handler cannot hold the others forever.
+func (t *ticket) punch() {
+	t.once.Do(func() {
+		t.g.mu.Lock()
+		defer t.g.mu.Unlock()
+		if t.g.arrived++; t.g.arrived == t.g.n {
+			close(t.g.open)
+		}
+	})
+}
+
+// wait arrives and blocks until every contender has. Later attempts (a
+// retry) pass straight through: the gate is open by then.
+func (t *ticket) wait() {
+	t.punch()
+	<-t.g.open
+}
+
+// countConflicts counts the concurrency conflicts of the handler it wraps;
+// placed after RetryOnConflict, it sees every attempt.
+func countConflicts(n *atomic.Int64) flux.Middleware {
+	return func(next flux.Handler) flux.Handler {
+		return flux.HandlerFunc(func(ctx context.Context, m *flux.Message) (any, error) {
+			res, err := next.Handle(ctx, m)
+			if errors.Is(err, flux.ErrConcurrencyConflict) {
+				n.Add(1)
+			}
+			return res, err
+		})
+	}
+}
+
+// appendHook is a flux.Observer that calls after with the outcome of every
+// store append, in the appending goroutine, before the save returns.
+type appendHook struct{ after func(flux.Outcome) }
+
+func (h appendHook) Start(ctx context.Context, op flux.Operation) (context.Context, func(flux.Outcome)) {
+	if op.Kind != flux.OpAppend || h.after == nil {
+		return ctx, func(flux.Outcome) {}
+	}
+	return ctx, h.after
+}
+func (appendHook) Notice(context.Context, flux.Notice)             {}
+func (appendHook) TraceMetadata(context.Context) map[string]string { return nil }
 
 var errBoom = errors.New("boom")
 
@@ -64,6 +154,18 @@ var names = flux.Unique{Scope: "name", CaseInsensitive: true}
 
 func newApp(t testing.TB, store *memstore.Store, mws ...flux.Middleware) *app {
 	t.Helper()
+	return newAppWith(t, appOptions{store: store, middleware: mws})
+}
+
+type appOptions struct {
+	store      *memstore.Store // default: a new one
+	observer   flux.Observer
+	middleware []flux.Middleware
+}
+
+func newAppWith(t testing.TB, o appOptions) *app {
+	t.Helper()
+	store := o.store
 	if store == nil {
 		store = memstore.New()
 	}
@@ -77,11 +179,11 @@ func newApp(t testing.TB, store *memstore.Store, mws ...flux.Middleware) *app {
 		t.Fatal(err)
 	}
 	a := &app{store: store, events: flux.NewEventBus()}
-	a.repo, err = flux.NewRepository(flux.Config{Store: store, Registry: reg, Publisher: a.events})
+	a.repo, err = flux.NewRepository(flux.Config{Store: store, Registry: reg, Publisher: a.events, Observer: o.observer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.bus, err = flux.NewCommandBus(flux.CommandBusConfig{Repository: a.repo, Middleware: mws})
+	a.bus, err = flux.NewCommandBus(flux.CommandBusConfig{Repository: a.repo, Middleware: o.middleware})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +260,43 @@ func newApp(t testing.TB, store *memstore.Store, mws ...flux.Middleware) *app {
 		return names.Transfer(ctx, a.repo, c.From, c.To, c.Owner)
 	}))
 	must(flux.HandleCommand(a.bus, func(ctx context.Context, c Signup) error { return nil }))
+	must(flux.HandleCommand(a.bus, func(ctx context.Context, c GatedIncrement) error {
+		a.calls.Add(1)
+		ctr, err := flux.Load[*Counter](ctx, a.repo, c.ID)
+		c.ticket.wait()
+		if err != nil {
+			return err
+		}
+		flux.Raise(ctr, Added{N: 1, Tag: "inc"})
+		return nil
+	}))
+	must(flux.HandleCommandResult(a.bus, func(ctx context.Context, c GatedKeyedCreate) (string, error) {
+		a.calls.Add(1)
+		ctr := new(Counter)
+		ctr.SetID(c.ID)
+		flux.Raise(ctr, Added{N: 1, Tag: "keyed"})
+		err := flux.Track(ctx, ctr)
+		c.ticket.wait()
+		return "created " + c.ID, err
+	}))
+	must(flux.HandleCommand(a.bus, func(ctx context.Context, c GatedClaim) error {
+		a.calls.Add(1)
+		err := names.Claim(ctx, a.repo, c.Name, c.Owner)
+		c.ticket.wait()
+		return err
+	}))
+	must(flux.HandleCommandResult(a.bus, func(ctx context.Context, c KeyedAdd) (string, error) {
+		a.calls.Add(1)
+		ctr, err := flux.Load[*Counter](ctx, a.repo, c.ID)
+		if err != nil {
+			return "", err
+		}
+		if c.meanwhile != nil {
+			c.meanwhile()
+		}
+		flux.Raise(ctr, Added{N: 1, Tag: c.By})
+		return "added by " + c.By, nil
+	}))
 	return a
 }
 
@@ -343,34 +482,51 @@ func TestCorrelationFlowsFromRequestThroughEventHandlers(t *testing.T) {
 	}
 }
 
-func TestRetryOnConflict32Writers(t *testing.T) {
-	t.Parallel()
-	a := newApp(t, nil, flux.RetryOnConflict(flux.RetryOptions{MaxAttempts: 200, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}))
-	if err := a.bus.Dispatch(t.Context(), CreateCounter{ID: "hot"}); err != nil {
-		t.Fatal(err)
-	}
+// contend dispatches n commands at once, each holding its own ticket of
+// one gate, and returns their results and errors by index.
+func contend[R any](n int, dispatch func(i int, tk *ticket) (R, error)) ([]R, []error) {
+	g := newGate(n)
+	res, errs := make([]R, n), make([]error, n)
 	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for i := 0; i < 32; i++ {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- a.bus.Dispatch(context.Background(), Increment{ID: "hot"})
+			tk := g.ticket()
+			defer tk.punch()
+			res[i], errs[i] = dispatch(i, tk)
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	return res, errs
+}
+
+func TestRetryOnConflict32Writers(t *testing.T) {
+	t.Parallel()
+	var conflicts atomic.Int64
+	a := newApp(t, nil,
+		flux.RetryOnConflict(flux.RetryOptions{MaxAttempts: 200, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}),
+		countConflicts(&conflicts))
+	if err := a.bus.Dispatch(t.Context(), CreateCounter{ID: "hot"}); err != nil {
+		t.Fatal(err)
+	}
+	a.calls.Store(0)
+	_, errs := contend(32, func(_ int, tk *ticket) (struct{}, error) {
+		return struct{}{}, a.bus.Dispatch(context.Background(), GatedIncrement{ID: "hot", ticket: tk})
+	})
+	for i, err := range errs {
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("writer %d: %v", i, err)
 		}
+	}
+	// All 32 loaded version 1 before any saved: one save won, the 31 others
+	// conflicted, and every conflicted attempt was run again.
+	if n := a.calls.Load(); conflicts.Load() < 31 || n != 32+conflicts.Load() {
+		t.Fatalf("%d conflicts, %d handler calls; want at least 31 conflicts and one rerun per conflict", conflicts.Load(), n)
 	}
 	c := a.counter(t, "hot")
 	if c.Sum != 32 || c.Version() != 33 {
 		t.Fatalf("after 32 increments: sum %d version %d", c.Sum, c.Version())
-	}
-	if a.calls.Load() <= 33 {
-		t.Logf("no conflict happened (%d calls); the test still checks exactly-once", a.calls.Load())
 	}
 }
 
@@ -396,7 +552,12 @@ func TestIdempotencyKeys(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	store := memstore.New()
-	a := newApp(t, store)
+	var duplicates atomic.Int64 // appends refused as duplicate commands
+	a := newAppWith(t, appOptions{store: store, observer: appendHook{after: func(out flux.Outcome) {
+		if errors.Is(out.Err, flux.ErrDuplicateCommand) {
+			duplicates.Add(1)
+		}
+	}}})
 	res, err := flux.DispatchResult[string](ctx, a.bus, KeyedCreate{ID: "k1", Key: "create-k1"})
 	if err != nil || res != "created k1" {
 		t.Fatalf("first = %q, %v", res, err)
@@ -411,25 +572,25 @@ func TestIdempotencyKeys(t *testing.T) {
 	if err != nil || res != "created k1" || b.calls.Load() != 0 {
 		t.Fatalf("after restart = %q, %v (%d calls)", res, err, b.calls.Load())
 	}
-	// Concurrent duplicates: one runs, all get its outcome.
-	var wg sync.WaitGroup
-	results := make([]string, 12)
-	errs := make([]error, 12)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = flux.DispatchResult[string](context.Background(), a.bus, KeyedCreate{ID: "k2", Key: "create-k2"})
-		}()
-	}
-	wg.Wait()
+	// Concurrent duplicates: all twelve pass the key lookup and run their
+	// handler before any of them saves; the first save records the key,
+	// the eleven others are refused by the store (IdempotencyError) and
+	// return the first outcome.
+	a.calls.Store(0)
+	duplicates.Store(0)
+	results, errs := contend(12, func(_ int, tk *ticket) (string, error) {
+		return flux.DispatchResult[string](context.Background(), a.bus, GatedKeyedCreate{ID: "k2", Key: "create-k2", ticket: tk})
+	})
 	for i := range results {
 		if errs[i] != nil || results[i] != "created k2" {
 			t.Fatalf("concurrent duplicate %d = %q, %v", i, results[i], errs[i])
 		}
 	}
-	if a.count(t) != 2 {
-		t.Fatalf("%d events after concurrent duplicates, want 2", a.count(t))
+	if a.calls.Load() != 12 || duplicates.Load() != 11 {
+		t.Fatalf("%d handler runs and %d refused appends, want 12 overlapping runs and 11 refusals", a.calls.Load(), duplicates.Load())
+	}
+	if v := a.counter(t, "k2").Version(); v != 1 || a.count(t) != 2 {
+		t.Fatalf("k2 at version %d, %d events in all after concurrent duplicates; want 1 and 2", v, a.count(t))
 	}
 	// A key from the context, on a command without one.
 	kctx := flux.WithIdempotencyKey(ctx, "inc-once")
@@ -448,6 +609,61 @@ func TestIdempotencyKeys(t *testing.T) {
 	_ = a.bus.Dispatch(fctx, Fail{ID: "k1"})
 	if a.calls.Load() != 2 {
 		t.Fatalf("failed keyed command ran %d times, want 2", a.calls.Load())
+	}
+}
+
+// A keyed command whose save conflicts returns the outcome of a duplicate
+// that committed meanwhile (the store checked the key before the duplicate
+// recorded it), and its own conflict when there is no such duplicate.
+func TestIdempotentCommandThatConflicts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var onConflict func() // run once by the next conflicting append
+	a := newAppWith(t, appOptions{observer: appendHook{after: func(out flux.Outcome) {
+		if f := onConflict; out.Conflict && f != nil {
+			onConflict = nil
+			f()
+		}
+	}}})
+	if err := a.bus.Dispatch(ctx, CreateCounter{ID: "raced"}); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer changes the counter between the command's load and save.
+	bump := func() {
+		if err := a.bus.Dispatch(context.Background(), Increment{ID: "raced"}); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Run("without a duplicate the conflict is returned", func(t *testing.T) {
+		_, err := flux.DispatchResult[string](ctx, a.bus, KeyedAdd{ID: "raced", Key: "add-1", By: "first", meanwhile: bump})
+		if !errors.Is(err, flux.ErrConcurrencyConflict) {
+			t.Fatalf("err = %v, want a concurrency conflict", err)
+		}
+	})
+	t.Run("a duplicate that commits after the conflict supplies the outcome", func(t *testing.T) {
+		var dupRes string
+		var dupErr error
+		onConflict = func() {
+			dupRes, dupErr = flux.DispatchResult[string](context.Background(), a.bus, KeyedAdd{ID: "raced", Key: "add-2", By: "duplicate"})
+		}
+		res, err := flux.DispatchResult[string](ctx, a.bus, KeyedAdd{ID: "raced", Key: "add-2", By: "first", meanwhile: bump})
+		if onConflict != nil {
+			t.Fatal("the command's save did not conflict")
+		}
+		if dupErr != nil || dupRes != "added by duplicate" {
+			t.Fatalf("duplicate = %q, %v", dupRes, dupErr)
+		}
+		if err != nil || res != "added by duplicate" {
+			t.Fatalf("conflicted command = %q, %v; want the duplicate's outcome", res, err)
+		}
+		a.calls.Store(0)
+		if res, err := flux.DispatchResult[string](ctx, a.bus, KeyedAdd{ID: "raced", Key: "add-2", By: "third"}); err != nil || res != "added by duplicate" || a.calls.Load() != 0 {
+			t.Fatalf("later duplicate = %q, %v after %d handler runs", res, err, a.calls.Load())
+		}
+	})
+	c := a.counter(t, "raced")
+	if c.ByTag["first"] != 0 || c.ByTag["duplicate"] != 1 || c.ByTag["third"] != 0 || c.Sum != 3 {
+		t.Fatalf("counter by tag = %v (sum %d); want only the two bumps and the duplicate", c.ByTag, c.Sum)
 	}
 }
 
@@ -541,7 +757,8 @@ func TestEventBus(t *testing.T) {
 func TestUniqueValues(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	a := newApp(t, nil, flux.RetryOnConflict(flux.RetryOptions{MaxAttempts: 10, BaseDelay: time.Millisecond}))
+	var conflicts atomic.Int64
+	a := newApp(t, nil, flux.RetryOnConflict(flux.RetryOptions{MaxAttempts: 10, BaseDelay: time.Millisecond}), countConflicts(&conflicts))
 	if err := a.bus.Dispatch(ctx, ClaimName{Name: "Savings", Owner: "env-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -571,28 +788,44 @@ func TestUniqueValues(t *testing.T) {
 	if err := a.bus.Dispatch(ctx, RenameClaim{From: "Holidays", To: "Savings", Owner: "env-1"}); !errors.Is(err, flux.ErrValueTaken) || a.count(t) != before {
 		t.Fatalf("rename onto a taken name: %v, %d new events", err, a.count(t)-before)
 	}
-	// Concurrent claims of one value: exactly one succeeds.
-	var wg sync.WaitGroup
-	errs := make([]error, 10)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = a.bus.Dispatch(context.Background(), ClaimName{Name: "Contested", Owner: fmt.Sprintf("env-%d", 100+i)})
-		}()
-	}
-	wg.Wait()
-	wins := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			wins++
-		case !errors.Is(err, flux.ErrValueTaken):
-			t.Fatalf("concurrent claim: %v", err)
-		}
-	}
-	if wins != 1 {
-		t.Fatalf("%d concurrent claims succeeded, want 1", wins)
+	// Concurrent claims of one value, all loaded before any saves: one
+	// save wins; every other claim conflicts once, is retried, and then
+	// finds the value taken by the winner.
+	for _, n := range []int{2, 10} {
+		t.Run(fmt.Sprintf("of %d concurrent claims exactly one succeeds", n), func(t *testing.T) {
+			value := fmt.Sprint("Contested-", n)
+			owner := func(i int) string { return fmt.Sprint("env-", 100+i) }
+			conflicts.Store(0)
+			_, errs := contend(n, func(i int, tk *ticket) (struct{}, error) {
+				return struct{}{}, a.bus.Dispatch(context.Background(), GatedClaim{Name: value, Owner: owner(i), ticket: tk})
+			})
+			winner := ""
+			var taken []*flux.ValueTakenError
+			for i, err := range errs {
+				var vt *flux.ValueTakenError
+				switch {
+				case err == nil && winner == "":
+					winner = owner(i)
+				case err == nil:
+					t.Fatalf("both %s and %s claimed the value", winner, owner(i))
+				case errors.As(err, &vt) && errors.Is(err, flux.ErrValueTaken):
+					taken = append(taken, vt)
+				default:
+					t.Fatalf("claim by %s: %v", owner(i), err)
+				}
+			}
+			if winner == "" || len(taken) != n-1 || conflicts.Load() != int64(n-1) {
+				t.Fatalf("winner %q, %d refused, %d conflicts; want one winner, %d refused after one conflict each", winner, len(taken), conflicts.Load(), n-1)
+			}
+			for _, vt := range taken {
+				if vt.Owner != winner {
+					t.Fatalf("refused claim names owner %q, want the winner %q", vt.Owner, winner)
+				}
+			}
+			if got, err := names.Owner(ctx, a.repo, value); err != nil || got != winner {
+				t.Fatalf("value held by %q (%v), want %q", got, err, winner)
+			}
+		})
 	}
 	if err := names.Claim(ctx, a.repo, "x", "y"); !errors.Is(err, flux.ErrNoUnitOfWork) {
 		t.Fatalf("claim outside a handler: %v", err)
