@@ -24,8 +24,8 @@ an upcast event, a projection, a time-travel view and a user forgotten,
 printing what happens at each step, then the stored events. The demo's
 clock moves one hour per command so the history has distinct moments.
 
-Without --db the database lives in a temporary directory that is removed
-when the demo ends. With --dsn the demo fills an empty PostgreSQL or
+Without --db the database is made in a new temporary directory, and kept
+there for you to inspect with the other commands. With --dsn the demo fills an empty PostgreSQL or
 MySQL/MariaDB store instead (created if needed), and keeps it.`
 
 const demoExamples = `  flux demo
@@ -55,7 +55,6 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 		if err != nil {
 			return fmt.Errorf("create a temporary directory: %w", err)
 		}
-		defer os.RemoveAll(dir)
 		path = filepath.Join(dir, "flux.db")
 	}
 	b, err := openBackend(ctx, path, true)
@@ -70,10 +69,9 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 	if err := d.run(ctx); err != nil {
 		return err
 	}
-	if *dbPath == "" && *dsn == "" {
-		fmt.Fprintln(m.Stdout, "\nThe demo database is removed now; run 'flux demo --db demo.db' to keep it.")
-	} else {
-		fmt.Fprintf(m.Stdout, "\nThe demo store is kept at %s.\n", b.where)
+	fmt.Fprintf(m.Stdout, "\nThe demo store is kept at %s.\n", b.where)
+	if *dsn == "" {
+		fmt.Fprintf(m.Stdout, "Look inside it: flux streams --dsn %s (every command has --help)\n", path)
 	}
 	return nil
 }

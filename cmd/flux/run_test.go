@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +47,21 @@ func TestDemoWithoutDBUsesATemporaryFile(t *testing.T) {
 	if code := m.Run(context.Background(), []string{"demo"}); code != 0 {
 		t.Fatalf("exit %d, stderr: %s", code, errOut)
 	}
-	if !strings.Contains(out.String(), "The demo database is removed now") {
+	// The database is kept in a new temporary directory, to inspect.
+	m2 := regexp.MustCompile(`The demo store is kept at (\S+)\.\n`).FindStringSubmatch(out.String())
+	if m2 == nil {
 		t.Fatalf("output: %s", out)
+	}
+	path := m2[1]
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(path)) })
+	if !strings.HasPrefix(path, os.TempDir()) || filepath.Base(path) != "flux.db" {
+		t.Fatalf("the demo database is at %s, not in a temporary directory", path)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the demo database is gone: %v", err)
+	}
+	if !strings.Contains(out.String(), "flux streams --dsn "+path) {
+		t.Fatalf("no hint to inspect it: %s", out)
 	}
 }
 
