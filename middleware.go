@@ -19,6 +19,22 @@ type RetryOptions struct {
 	// time, up to MaxDelay, and each wait is drawn uniformly from [0, delay]
 	// (full jitter). Defaults: 5ms and 500ms.
 	BaseDelay, MaxDelay time.Duration
+	// Sleep waits d before the next attempt, or returns ctx's error when
+	// it ends first. Default: a timer. Replace it to record or simulate
+	// the backoff.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // RetryOnConflict reruns a command whose save lost an optimistic
@@ -36,6 +52,9 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = 500 * time.Millisecond
 	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, m *Message) (any, error) {
 			delay := opts.BaseDelay
@@ -48,12 +67,8 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 					return res, fmt.Errorf("flux: command %s still conflicted after %d attempts: %w", m.Type, attempt, err)
 				}
 				wait := time.Duration(rand.Int64N(int64(delay) + 1))
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil, ctx.Err()
-				case <-t.C:
+				if err := opts.Sleep(ctx, wait); err != nil {
+					return nil, err
 				}
 				delay = min(2*delay, opts.MaxDelay)
 			}

@@ -1,0 +1,66 @@
+package flux_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fluxcapacitor/flux"
+)
+
+// TestRetryBacksOffWithFullJitter records the waits of RetryOnConflict on
+// a handler that always conflicts: each is drawn from [0, delay], the delay
+// doubling from BaseDelay up to MaxDelay, and the draws spread over that
+// range (jitter) rather than sitting at its top.
+func TestRetryBacksOffWithFullJitter(t *testing.T) {
+	t.Parallel()
+	var waits []time.Duration
+	opts := flux.RetryOptions{MaxAttempts: 7, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond,
+		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}
+	calls := 0
+	h := flux.RetryOnConflict(opts)(flux.HandlerFunc(func(context.Context, *flux.Message) (any, error) {
+		calls++
+		return nil, &flux.ConflictError{StreamID: "s", Expected: 1, Actual: 2}
+	}))
+	bounds := []time.Duration{1, 2, 4, 8, 10, 10}
+	low, high := 0, 0
+	for run := 0; run < 100; run++ {
+		waits, calls = waits[:0], 0
+		_, err := h.Handle(t.Context(), &flux.Message{Type: "test.Command"})
+		if !errors.Is(err, flux.ErrConcurrencyConflict) || calls != 7 || len(waits) != 6 {
+			t.Fatalf("err %v after %d calls and %d waits; want a conflict after 7 calls and 6 waits", err, calls, len(waits))
+		}
+		for i, w := range waits {
+			bound := bounds[i] * time.Millisecond
+			if w < 0 || w > bound {
+				t.Fatalf("wait %d is %v, want within [0, %v]", i+1, w, bound)
+			}
+			if w < bound/2 {
+				low++
+			} else {
+				high++
+			}
+		}
+	}
+	// 600 uniform draws: all in one half has probability 2^-599.
+	if low == 0 || high == 0 {
+		t.Fatalf("waits not jittered: %d below half their bound, %d above", low, high)
+	}
+}
+
+// TestRetryStopsWhenTheContextEnds: a wait that the context interrupts
+// ends the retries with the context's error.
+func TestRetryStopsWhenTheContextEnds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	calls := 0
+	h := flux.RetryOnConflict(flux.RetryOptions{BaseDelay: time.Hour, MaxDelay: time.Hour})(flux.HandlerFunc(func(context.Context, *flux.Message) (any, error) {
+		calls++
+		cancel()
+		return nil, &flux.ConflictError{StreamID: "s", Expected: 1, Actual: 2}
+	}))
+	if _, err := h.Handle(ctx, &flux.Message{Type: "test.Command"}); !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("err %v after %d calls; want context.Canceled after 1", err, calls)
+	}
+}
