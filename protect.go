@@ -12,6 +12,10 @@ import (
 // implements it; set it as Config.Protector. The scope binds ciphertext to
 // where it was written ("event:<event ID>", "snapshot:<stream>@<version>"),
 // so a value copied elsewhere does not decrypt.
+//
+// A protector may also implement CheckType(reflect.Type) error (pii does):
+// NewRepository then checks every registered event type with it, so marks
+// that cannot work fail at start-up.
 type DataProtector interface {
 	// Protect returns data (v encoded as JSON) with v's personal fields
 	// encrypted. It fails for a subject that was forgotten.

@@ -91,6 +91,14 @@ func NewRepository(cfg Config) (*Repository, error) {
 			}
 		}
 	}
+	if c, ok := cfg.Protector.(interface{ CheckType(reflect.Type) error }); ok {
+		for _, name := range cfg.Registry.EventNames() {
+			def := cfg.Registry.events[name]
+			if err := c.CheckType(def.typ); err != nil {
+				return nil, fmt.Errorf("flux: event %q (Go type %v) cannot be protected: %w", name, def.typ, err)
+			}
+		}
+	}
 	r.snapshots, _ = cfg.Store.(SnapshotStore)
 	if r.snapshots == nil {
 		for _, name := range cfg.Registry.AggregateTypes() {

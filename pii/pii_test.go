@@ -636,6 +636,41 @@ func TestUnsupportedMarksAreTypedErrors(t *testing.T) {
 	}
 }
 
+// TestRepositoryChecksMarksAtStartUp: NewRepository refuses an event type
+// whose marks cannot work, naming the event, instead of failing its saves.
+func TestRepositoryChecksMarksAtStartUp(t *testing.T) {
+	t.Parallel()
+	store := memstore.New()
+	prot, err := pii.New(pii.Config{Keys: store, Secret: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		def  flux.AggregateOption
+		want error
+	}{
+		{"WithMapMarks", flux.EventType[WithMapMarks]("WithMapMarks", 1), pii.ErrUnsupportedField},
+		{"WithIntSubj", flux.EventType[WithIntSubj]("WithIntSubj", 1), pii.ErrUnsupportedField},
+		{"WithNoSubject", flux.EventType[WithNoSubject]("WithNoSubject", 1), pii.ErrNoSubject},
+	}
+	for _, c := range cases {
+		reg, err := flux.NewRegistry(flux.AggregateType("Member", func() *Member { return new(Member) },
+			flux.EventType[Profiled]("Profiled", 1), c.def))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = flux.NewRepository(flux.Config{Store: store, Registry: reg, Protector: prot})
+		if !errors.Is(err, c.want) || !errors.Is(err, flux.ErrPersonalData) || !strings.Contains(err.Error(), `event "`+c.name+`"`) {
+			t.Errorf("%s: err = %v, want %v naming the event", c.name, err, c.want)
+		}
+	}
+	// Types whose marks work pass.
+	if _, err := flux.NewRepository(flux.Config{Store: store, Registry: registry(t, 3), Protector: prot}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRepositoryRefusesPersonalDataWithoutProtector(t *testing.T) {
 	t.Parallel()
 	_, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: registry(t, 3)})

@@ -503,6 +503,25 @@ type ForgetOptions struct {
 	Reason string
 }
 
+// CheckType reports whether values of type t can be protected. Its error,
+// a *FieldError matching flux.ErrPersonalData and ErrUnsupportedField or
+// ErrNoSubject, names the first mark that cannot work (a marked map value,
+// an unexported field, a non-string subject, an unknown tag) or a type with
+// personal data but no subject. flux.NewRepository calls it for every
+// registered event type, so such a mistake fails at start-up rather than
+// at the first save.
+func (p *Protector) CheckType(t reflect.Type) error {
+	pl := planFor(t)
+	if pl.err != nil {
+		return pl.err
+	}
+	if len(pl.fields) > 0 && pl.subjectKey == "" && !pl.method {
+		return &FieldError{Type: pl.typeName, Field: pl.fields[0].name(),
+			Err: fmt.Errorf("%w: the type has personal data but neither a pii:\"subject\" field nor a PersonalDataSubject method", ErrNoSubject)}
+	}
+	return nil
+}
+
 // Forget deletes the subject's data key and records that it was forgotten
 // (who and when). Afterwards the subject's personal data reads as
 // replacement values everywhere — events, snapshots, the global log — and
