@@ -10,6 +10,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1123,8 +1124,16 @@ func (sc *recordScanner) intern(slot, c int) string {
 }
 
 func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 19 {
+	if len(b) == 0 || len(b) > 20 {
 		return 0, false
+	}
+	if len(b) >= 19 {
+		// Near the limits of int64: let strconv catch an overflow.
+		if b[0] == '+' {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		return n, err == nil
 	}
 	neg := b[0] == '-'
 	if neg {
