@@ -64,17 +64,38 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts ReplayOptions) e
 type Swapper interface {
 	Projection
 	// Shadow prepares an empty copy of the read model and returns the
-	// projection that fills it, under a checkpoint name of its own.
+	// projection that fills it, under a checkpoint name of its own. A
+	// copy left by an interrupted rebuild must be discarded first.
 	Shadow(ctx context.Context) (Projection, error)
 	// Swap makes the copy the live read model and the shadow's checkpoint
-	// the live projection's, atomically.
+	// the live projection's, atomically: for a transactional projection,
+	// in one transaction of the store (TxStore.ProjectTx moves the
+	// checkpoint and runs the swap).
 	Swap(ctx context.Context, shadow Checkpoint) error
 }
 
 // RebuildSwap rebuilds a Swapper projection into a fresh copy while the
-// live read model stays readable (and may keep running), then swaps the
-// copy in: readers never see a half-built read model. A live runner of the
-// projection notices the moved checkpoint and carries on from it.
+// live read model stays readable, then swaps the copy in: readers never
+// see a half-built read model. The copy is replayed from opts.From (or
+// opts.Since) up to the store's head when the rebuild starts; if ctx ends
+// or the replay fails first, Swap is not called and the live read model
+// and its checkpoint are left as they were; the partial copy stays until
+// the next Shadow discards it.
+//
+// Whether a runner of the same projection may keep running meanwhile
+// depends on the projection:
+//
+//   - A BatchHandler (NewTx) whose Swap moves the live checkpoint in the
+//     transaction that swaps the read model may run. Unless it was at the
+//     copy's position, its next batch after the swap fails with
+//     ErrCheckpointMoved (once, visible in Status); after its backoff it
+//     reloads the checkpoint and carries on from it, into the new read
+//     model, exactly once.
+//   - A Handler (New) must not run, as for Rebuild. Its runner keeps its
+//     own position and never reloads the checkpoint: it overwrites the one
+//     Swap set with its own after its next batch (SaveCheckpoint), so the
+//     events it handled into the old read model after the copy's head are
+//     missing from the new one.
 func (r *Runner) RebuildSwap(ctx context.Context, name string, opts ReplayOptions) error {
 	rp, err := r.find(name)
 	if err != nil {

@@ -51,7 +51,7 @@ func (m *Main) openApp(b *backend) (*application, error) {
 	if a.balances, err = b.balanceStore(); err != nil {
 		return nil, err
 	}
-	if err := a.runner.Add(budget.BalancesProjection(balancesProjection, a.balances)); err != nil {
+	if err := a.runner.Add(newBalancesProjection(b.store, a.balances, m.Clock)); err != nil {
 		return nil, err
 	}
 	return a, nil

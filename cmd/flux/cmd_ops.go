@@ -29,10 +29,11 @@ to start over).`
 
 func runProjections(ctx context.Context, m *Main, args []string) error {
 	fs := m.newFlagSet("projections [rebuild NAME | reset NAME | run]", projectionsSynopsis,
-		"  flux projections\n  flux projections rebuild envelope-balances\n  flux projections run --metrics-addr :9090")
+		"  flux projections\n  flux projections rebuild envelope-balances\n  flux projections rebuild envelope-balances --swap\n  flux projections run --metrics-addr :9090")
 	c := addCommon(fs)
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	metrics := fs.String("metrics-addr", "", "with run: serve Prometheus metrics on this `address` (host:port)")
+	swap := fs.Bool("swap", false, "with rebuild: rebuild into a fresh table and swap it in when complete; readers keep the old read model meanwhile")
 	action, rest := firstArg(args)
 	name, rest := firstArg(rest)
 	if action == "run" && name != "" {
@@ -51,6 +52,9 @@ func runProjections(ctx context.Context, m *Main, args []string) error {
 	case "run":
 	default:
 		return &usageError{fmt.Sprintf("unknown projections action %q: use rebuild, reset or run", action)}
+	}
+	if *swap && action != "rebuild" {
+		return &usageError{"--swap goes with 'flux projections rebuild NAME'"}
 	}
 	if *metrics != "" {
 		if action != "run" {
@@ -72,7 +76,7 @@ func runProjections(ctx context.Context, m *Main, args []string) error {
 			if name != balancesProjection {
 				return fmt.Errorf("unknown projection %q: this application rebuilds %q", name, balancesProjection)
 			}
-			return m.rebuild(ctx, a, name, *c.json)
+			return m.rebuild(ctx, a, name, *swap, *c.json)
 		case "reset":
 			if !*yes && !m.confirm(fmt.Sprintf("Reset projection %s: it will replay the whole log. Type the name to confirm: ", name), name) {
 				return errors.New("not confirmed; nothing changed")
@@ -153,12 +157,20 @@ func (m *Main) projectionStatus(ctx context.Context, a *application, b *backend,
 }
 
 // rebuild replays the log into a projection, with a progress bar on
-// stderr.
-func (m *Main) rebuild(ctx context.Context, a *application, name string, asJSON bool) error {
+// stderr. In place, readers see the read model being rebuilt; with swap it
+// is rebuilt into a fresh table, swapped in when complete, and an
+// interrupted rebuild leaves the live read model and checkpoint as they
+// were.
+func (m *Main) rebuild(ctx context.Context, a *application, name string, swap, asJSON bool) error {
 	start := time.Now()
 	var last time.Time
 	lastPos := int64(-1)
-	err := a.runner.Rebuild(ctx, name, projection.ReplayOptions{Progress: func(p projection.Progress) {
+	replay := a.runner.Rebuild
+	if swap {
+		replay = a.runner.RebuildSwap
+	}
+	cps := a.repo.Store().(projection.CheckpointStore)
+	err := replay(ctx, name, projection.ReplayOptions{Progress: func(p projection.Progress) {
 		if p.Position != lastPos && (p.Done || time.Since(last) >= 100*time.Millisecond) {
 			last, lastPos = time.Now(), p.Position
 			fmt.Fprintf(m.Stderr, "\r%s", progressBar(name, p.Position, p.Head))
@@ -167,6 +179,15 @@ func (m *Main) rebuild(ctx context.Context, a *application, name string, asJSON 
 			fmt.Fprintln(m.Stderr)
 		}
 	}})
+	if err != nil && swap {
+		// The live read model and its checkpoint are as they were: drop
+		// the unfinished copy (the next rebuild would drop it anyway).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := discardBalancesCopy(dctx, a.balances, cps); derr != nil {
+			fmt.Fprintf(m.Stderr, "\nthe unfinished copy remains (the next rebuild drops it): %v\n", derr)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(m.Stderr)
@@ -174,11 +195,15 @@ func (m *Main) rebuild(ctx context.Context, a *application, name string, asJSON 
 		}
 		return err
 	}
-	cp, err := a.repo.Store().(projection.CheckpointStore).LoadCheckpoint(ctx, name)
+	cp, err := cps.LoadCheckpoint(context.WithoutCancel(ctx), name) // done: report it even on a late Ctrl-C
 	if err != nil {
 		return err
 	}
 	took := time.Since(start).Round(time.Millisecond)
+	if swap {
+		return m.report(asJSON, map[string]any{"projection": name, "rebuilt": true, "swapped": true, "position": cp.Position, "seconds": took.Seconds()},
+			"rebuilt %s into a fresh table up to position %d in %s and swapped it in; readers kept the old read model until then", name, cp.Position, took)
+	}
 	return m.report(asJSON, map[string]any{"projection": name, "rebuilt": true, "position": cp.Position, "seconds": took.Seconds()},
 		"rebuilt %s up to position %d in %s", name, cp.Position, took)
 }
