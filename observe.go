@@ -46,7 +46,7 @@ type Operation struct {
 	// AggregateType and StreamID name the aggregate (loads; saves of one).
 	AggregateType string
 	StreamID      string
-	// CorrelationID of the message or save.
+	// CorrelationID of the message, save or load (from the context).
 	CorrelationID string
 	// Events is the number of events to append, or in a projection or
 	// relay batch.

@@ -2,6 +2,7 @@ package flux_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/memstore"
+	"github.com/fluxcapacitor/flux/pii"
 )
 
 // recorder records operations as "kind name: outcome" lines, with nesting.
@@ -109,5 +111,106 @@ func storeRawCounter(t *testing.T, s flux.EventStore, id, payload string) {
 		Events: []flux.EventData{{EventID: testIDs.New(), EventName: "Added", EventVersion: 1, Payload: []byte(payload), OccurredAt: testNow()}}}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Patient and PersonNamed carry personal data, for the failure notices.
+type Patient struct {
+	flux.Root
+	Name string
+}
+
+type PersonNamed struct {
+	ID   string `json:"id" pii:"subject"`
+	Name string `json:"name" pii:"data"`
+}
+
+func (p *Patient) Apply(e any) {
+	if e, ok := e.(PersonNamed); ok {
+		p.Name = e.Name
+	}
+}
+
+// notices records point events.
+type notices struct {
+	mu   sync.Mutex
+	seen []flux.Notice
+}
+
+func (n *notices) Start(ctx context.Context, _ flux.Operation) (context.Context, func(flux.Outcome)) {
+	return ctx, func(flux.Outcome) {}
+}
+
+func (n *notices) Notice(_ context.Context, x flux.Notice) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.seen = append(n.seen, x)
+}
+
+func (n *notices) TraceMetadata(context.Context) map[string]string { return nil }
+
+// TestObserverSeesPersonalDataFailures: a save that cannot encrypt (the
+// subject was forgotten) and a load that cannot decrypt (wrong secret) are
+// reported as personal-data notices with their operation and reason, and
+// never the value.
+func TestObserverSeesPersonalDataFailures(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := memstore.New()
+	reg, err := flux.NewRegistry(flux.AggregateType("Patient", func() *Patient { return new(Patient) },
+		flux.EventType[PersonNamed]("PersonNamed", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(secret string) (*flux.Repository, *pii.Protector, *notices) {
+		prot, err := pii.New(pii.Config{Keys: store, Secret: []byte(secret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs := &notices{}
+		repo, err := flux.NewRepository(flux.Config{Store: store, Registry: reg, Protector: prot, Observer: obs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return repo, prot, obs
+	}
+	repo, prot, obs := open("the-first-secret-of-enough-length")
+	name := func(id string) error {
+		p := new(Patient)
+		p.SetID(id)
+		flux.Raise(p, PersonNamed{ID: id, Name: "Secret Canary"})
+		return repo.Save(ctx, p)
+	}
+	if err := name("p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := prot.Forget(ctx, "p1", pii.ForgetOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	p := new(Patient)
+	p.SetID("p2")
+	flux.Raise(p, PersonNamed{ID: "p1", Name: "Secret Canary"})
+	if err := repo.Save(ctx, p); !errors.Is(err, pii.ErrForgotten) {
+		t.Fatalf("save for a forgotten subject: %v", err)
+	}
+	if err := name("p3"); err != nil {
+		t.Fatal(err)
+	}
+	other, _, otherObs := open("another-secret-of-enough-length!")
+	if _, err := flux.Load[*Patient](ctx, other, "p3"); !errors.Is(err, pii.ErrWrongSecret) {
+		t.Fatalf("load with the wrong secret: %v", err)
+	}
+	want := []flux.Notice{{Kind: flux.NoticePersonalData, Event: "PersonNamed", Op: "encrypt", Reason: "forgotten"}}
+	if got := obs.seen; len(got) == 0 || got[len(got)-1] != want[0] {
+		t.Errorf("encrypt notices %+v, want the last to be %+v", got, want[0])
+	}
+	want = []flux.Notice{{Kind: flux.NoticePersonalData, Event: "PersonNamed", Op: "decrypt", Reason: "wrong_secret"}}
+	if got := otherObs.seen; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("decrypt notices %+v, want %+v", got, want)
+	}
+	for _, n := range append(obs.seen, otherObs.seen...) {
+		if strings.Contains(fmt.Sprint(n), "Canary") {
+			t.Fatalf("a notice quotes the value: %+v", n)
+		}
 	}
 }

@@ -446,7 +446,7 @@ func (r *Repository) LoadAggregate(ctx context.Context, aggregateType, id string
 func (r *Repository) load(ctx context.Context, def *aggregateDef, id string, opts LoadOptions) (a Aggregate, err error) {
 	if obs := r.cfg.Observer; obs != nil {
 		var end func(Outcome)
-		ctx, end = obs.Start(ctx, Operation{Kind: OpLoad, AggregateType: def.name, StreamID: id})
+		ctx, end = obs.Start(ctx, Operation{Kind: OpLoad, AggregateType: def.name, StreamID: id, CorrelationID: MetadataFrom(ctx).CorrelationID})
 		defer func() {
 			out := Outcome{Err: err}
 			if a != nil {

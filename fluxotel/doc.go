@@ -36,7 +36,7 @@
 //	                       aggregate), flux.event_count, flux.correlation_id,
 //	                       flux.snapshots_written (once stored)
 //	flux.append            flux.event_count, flux.correlation_id
-//	flux.load              flux.aggregate_type, flux.stream_id,
+//	flux.load              flux.aggregate_type, flux.stream_id, flux.correlation_id,
 //	                       flux.events_replayed and flux.snapshot_used (on success)
 //	flux.projection.batch  (kind consumer) flux.projection, flux.event_count,
 //	                       flux.position; links to the writers of its events

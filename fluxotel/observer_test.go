@@ -138,7 +138,7 @@ func TestScenario(t *testing.T) {
 
 	diff(t, "spans", render(spans), []string{
 		// The command: load (upcast), then save -> append.
-		"#0 flux.load trace=1 parent=#3 internal 2ms {flux.aggregate_type=Member,flux.events_replayed=1,flux.snapshot_used=false,flux.stream_id=m1} events=[flux.upcast{flux.event=Credited,flux.from_version=1,flux.to_version=2}]",
+		"#0 flux.load trace=1 parent=#3 internal 2ms {flux.aggregate_type=Member,flux.correlation_id=corr-1,flux.events_replayed=1,flux.snapshot_used=false,flux.stream_id=m1} events=[flux.upcast{flux.event=Credited,flux.from_version=1,flux.to_version=2}]",
 		"#1 flux.append trace=1 parent=#2 internal 1ms {flux.aggregate_type=Member,flux.correlation_id=corr-1,flux.event_count=1,flux.stream_id=m1}",
 		"#2 flux.save trace=1 parent=#3 internal 3ms {flux.aggregate_type=Member,flux.correlation_id=corr-1,flux.event_count=1,flux.snapshots_written=1,flux.stream_id=m1}",
 		"#3 flux.command trace=1 parent=- internal 8ms {flux.command=fluxotel_test.UpdateProfile,flux.correlation_id=corr-1}",
@@ -150,7 +150,7 @@ func TestScenario(t *testing.T) {
 		`#8 flux.append trace=5 parent=#9 internal 1ms {flux.aggregate_type=Member,flux.conflict=true,flux.correlation_id=corr-3,flux.event_count=1,flux.stream_id=m1} Error:"flux: concurrency conflict" events=[exception{exception.message=flux: concurrency conflict,exception.type=*flux.ConflictError}]`,
 		`#9 flux.save trace=5 parent=- internal 3ms {flux.aggregate_type=Member,flux.conflict=true,flux.correlation_id=corr-3,flux.event_count=1,flux.stream_id=m1} Error:"flux: concurrency conflict" events=[exception{exception.message=flux: concurrency conflict,exception.type=*flux.ConflictError}]`,
 		// The query.
-		"#10 flux.load trace=6 parent=#11 internal 1ms {flux.aggregate_type=Member,flux.events_replayed=1,flux.snapshot_used=true,flux.stream_id=m1}",
+		"#10 flux.load trace=6 parent=#11 internal 1ms {flux.aggregate_type=Member,flux.correlation_id=corr-4,flux.events_replayed=1,flux.snapshot_used=true,flux.stream_id=m1}",
 		"#11 flux.query trace=6 parent=- internal 3ms {flux.correlation_id=corr-4,flux.query=fluxotel_test.Points}",
 		// The projection batches, linked to the save in the command's trace.
 		"#12 flux.projection.batch trace=7 parent=- consumer 1ms {flux.event_count=1,flux.position=3,flux.projection=profiles} links=[#2{}]",
