@@ -100,6 +100,7 @@ type Subscription struct {
 	pos     int64
 	wake    <-chan struct{}
 	gapSeen time.Time // when the hole after pos was first seen
+	items   []item    // read's buffer, reused from batch to batch
 }
 
 // Subscribe returns a subscription over repo's store. The context bounds
@@ -134,7 +135,7 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 			return Batch{}, err
 		}
 		var gaps []int64
-		if len(recs) > 0 && recs[0].Position != s.pos+1 {
+		if len(recs) > 0 && recs[0].env.Position != s.pos+1 {
 			// A hole right after our position: wait for it to fill.
 			now := s.opts.Clock()
 			if s.gapSeen.IsZero() {
@@ -146,7 +147,7 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 				}
 				continue
 			}
-			for p := s.pos + 1; p < recs[0].Position; p++ {
+			for p := s.pos + 1; p < recs[0].env.Position; p++ {
 				gaps = append(gaps, p)
 			}
 		}
@@ -159,22 +160,28 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 		}
 		// Keep the contiguous run; a later hole is handled by the next call.
 		for i := 1; i < len(recs); i++ {
-			if recs[i].Position != recs[i-1].Position+1 {
+			if recs[i].env.Position != recs[i-1].env.Position+1 {
 				recs = recs[:i]
 				break
 			}
 		}
 		b := Batch{From: s.pos, Gaps: gaps}
+		matches := 0
 		for i := range recs {
-			rec := &recs[i]
-			if !s.repo.Registry().Matches(rec, s.opts.Filter.EventNames, s.opts.Filter.AggregateTypes) {
+			if recs[i].match && recs[i].err == nil {
+				matches++
+			}
+		}
+		if matches > 0 {
+			b.Events = make([]flux.Envelope, 0, matches)
+		}
+		for i := range recs {
+			it := &recs[i]
+			rec := &it.env.Record
+			if !it.match {
 				continue
 			}
-			if s.opts.Raw {
-				b.Events = append(b.Events, flux.Envelope{Record: *rec, Name: rec.EventName, Version: rec.EventVersion})
-				continue
-			}
-			env, err := s.repo.Decode(ctx, *rec)
+			env, err := it.env, it.err
 			if err != nil {
 				if !Undecodable(err) {
 					return Batch{}, err
@@ -194,15 +201,26 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 			}
 			b.Events = append(b.Events, env)
 		}
-		b.To = recs[len(recs)-1].Position
+		b.To = recs[len(recs)-1].env.Position
 		s.pos = b.To
 		return b, nil
 	}
 }
 
-func (s *Subscription) read(ctx context.Context) ([]flux.Record, error) {
+// item is a record read, decoded if it passes the filter.
+type item struct {
+	env   flux.Envelope // env.Record is the stored record
+	err   error         // decoding failed
+	match bool          // passes the filter
+}
+
+// read reads the next records and decodes those that pass the filter as
+// they arrive, so that decoding overlaps the database sending the rest.
+func (s *Subscription) read(ctx context.Context) ([]item, error) {
 	limit := s.opts.BatchSize
-	recs := make([]flux.Record, 0, min(limit, 64))
+	clear(s.items) // drop the previous batch's events
+	items := s.items[:0]
+	defer func() { s.items = items }()
 	for rec, err := range s.store.ReadAll(ctx, flux.ReadAllOptions{After: s.pos, Limit: limit}) {
 		if err != nil {
 			return nil, err
@@ -210,9 +228,21 @@ func (s *Subscription) read(ctx context.Context) ([]flux.Record, error) {
 		if s.opts.UpTo > 0 && rec.Position > s.opts.UpTo {
 			break
 		}
-		recs = append(recs, rec)
+		it := item{match: s.repo.Registry().Matches(&rec, s.opts.Filter.EventNames, s.opts.Filter.AggregateTypes)}
+		switch {
+		case !it.match:
+			it.env.Record = rec
+		case s.opts.Raw:
+			it.env = flux.Envelope{Record: rec, Name: rec.EventName, Version: rec.EventVersion}
+		default:
+			it.env, it.err = s.repo.Decode(ctx, rec)
+			if it.err != nil {
+				it.env.Record = rec
+			}
+		}
+		items = append(items, it)
 	}
-	return recs, nil
+	return items, nil
 }
 
 // idle waits for a wake-up, the poll interval or the context.
