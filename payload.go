@@ -22,7 +22,14 @@ import (
 type Payload struct {
 	fields []payloadField
 	buf    [8]payloadField // backs fields for small objects: one allocation
+	// arena holds the keys and values Set and SetRaw add, so that an edit
+	// does not allocate once a pooled Payload has warmed up. Slices into
+	// it stay valid when it grows: they keep the old array.
+	arena []byte
 }
+
+// maxPooledArena bounds the arena a pooled Payload keeps between uses.
+const maxPooledArena = 16 << 10
 
 type payloadField struct {
 	key []byte // unescaped key; a sub-slice of the input when it had no escapes
@@ -65,6 +72,12 @@ func ReleasePayload(p *Payload) {
 func (p *Payload) reset() {
 	clear(p.buf[:])
 	p.fields = nil
+	if cap(p.arena) > maxPooledArena {
+		p.arena = nil
+	} else {
+		clear(p.arena)
+		p.arena = p.arena[:0]
+	}
 }
 
 func (p *Payload) parse(data []byte) error {
@@ -163,9 +176,9 @@ func isPlainString(raw []byte) bool {
 // Set encodes v as the field's value, adding the field if it is missing.
 func (p *Payload) Set(key string, v any) error {
 	if s, ok := v.(string); ok && safeString(s) {
-		raw := make([]byte, 0, len(s)+2)
-		raw = append(append(append(raw, '"'), s...), '"')
-		p.SetRaw(key, raw)
+		start := len(p.arena)
+		p.arena = append(append(append(p.arena, '"'), s...), '"')
+		p.setRaw(key, p.arena[start:len(p.arena):len(p.arena)])
 		return nil
 	}
 	raw, err := json.Marshal(v)
@@ -196,13 +209,18 @@ func (p *Payload) SetDefault(key string, v any) error {
 	return p.Set(key, v)
 }
 
-// SetRaw sets the field to raw JSON, which must be valid.
-func (p *Payload) SetRaw(key string, raw json.RawMessage) {
+// SetRaw sets the field to raw JSON, which must be valid. The Payload
+// keeps raw as given: do not modify it afterwards.
+func (p *Payload) SetRaw(key string, raw json.RawMessage) { p.setRaw(key, raw) }
+
+func (p *Payload) setRaw(key string, raw []byte) {
 	if i := p.index(key); i >= 0 {
 		p.fields[i].raw = raw
 		return
 	}
-	p.fields = append(p.fields, payloadField{key: []byte(key), raw: raw})
+	start := len(p.arena)
+	p.arena = append(p.arena, key...)
+	p.fields = append(p.fields, payloadField{key: p.arena[start:len(p.arena):len(p.arena)], raw: raw})
 }
 
 // Delete removes the field if present.
@@ -219,7 +237,9 @@ func (p *Payload) Rename(from, to string) {
 		return
 	}
 	p.Delete(to)
-	p.fields[p.index(from)].key = []byte(to)
+	start := len(p.arena)
+	p.arena = append(p.arena, to...)
+	p.fields[p.index(from)].key = p.arena[start:len(p.arena):len(p.arena)]
 }
 
 // Bytes encodes the object.
@@ -228,7 +248,11 @@ func (p *Payload) Bytes() []byte {
 	for _, f := range p.fields {
 		n += len(f.key) + len(f.raw) + 4
 	}
-	b := make([]byte, 0, n)
+	return p.appendTo(make([]byte, 0, n))
+}
+
+// appendTo appends the encoded object to b.
+func (p *Payload) appendTo(b []byte) []byte {
 	b = append(b, '{')
 	for i, f := range p.fields {
 		if i > 0 {

@@ -332,10 +332,11 @@ func (r *Registry) aggregateDefOf(t reflect.Type) (*aggregateDef, error) {
 //
 // Older versions are upcast first; the record itself is not modified.
 func (r *Registry) Decode(rec *Record) (any, error) {
-	d, payload, err := r.resolve(rec)
+	d, payload, buf, err := r.resolve(rec)
 	if err != nil {
 		return nil, err
 	}
+	defer releaseEncoded(buf)
 	return d.decodeRecord(rec, payload)
 }
 

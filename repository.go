@@ -582,10 +582,11 @@ func notFound(aggType, id string, opts LoadOptions) error {
 // Personal data is decrypted last; fields of forgotten subjects are
 // listed.
 func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (ev any, d *eventDef, forgotten []string, err error) {
-	d, payload, err := r.reg.resolve(rec)
+	d, payload, buf, err := r.reg.resolve(rec)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	defer releaseEncoded(buf)
 	if obs := r.cfg.Observer; obs != nil && (d.version != rec.EventVersion || d.name != rec.EventName) {
 		obs.Notice(ctx, Notice{Kind: NoticeUpcast, Event: d.name, FromVersion: rec.EventVersion, ToVersion: d.version})
 	}

@@ -3,6 +3,7 @@ package flux
 import (
 	"fmt"
 	"sort"
+	"sync"
 )
 
 // UpcastFunc turns one stored version of an event into the next by editing
@@ -131,33 +132,48 @@ func (b *registryBuilder) checkStoredKeys() {
 	}
 }
 
+// encoded holds the upcast payloads being decoded: the buffers return to
+// encodedPool once decoded (decoders copy what they keep, as
+// json.Unmarshaler implementations must).
+var encodedPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// releaseEncoded returns a buffer resolve handed out; nil is ignored.
+func releaseEncoded(bp *[]byte) {
+	if bp == nil || cap(*bp) > 64<<10 {
+		return
+	}
+	*bp = (*bp)[:0]
+	encodedPool.Put(bp)
+}
+
 // resolve finds the event type of a stored record and, through its
-// upcasters, the payload in that type's current shape.
-func (r *Registry) resolve(rec *Record) (*eventDef, []byte, error) {
+// upcasters, the payload in that type's current shape. When the record was
+// upcast, the payload lives in buf: pass buf to releaseEncoded once the
+// payload is decoded, and do not use the payload afterwards.
+func (r *Registry) resolve(rec *Record) (d *eventDef, payload []byte, buf *[]byte, err error) {
 	if d, ok := r.events[rec.EventName]; ok && d.version == rec.EventVersion {
-		return d, rec.Payload, nil
+		return d, rec.Payload, nil, nil
 	}
 	chain, ok := r.upcasts[nameVersion{rec.EventName, rec.EventVersion}]
 	if !ok {
 		if d, known := r.events[rec.EventName]; known {
-			return nil, nil, eventError(rec, errorf(ErrUnknownEvent, "stored schema version %d, registered version %d, and no upcaster from it", rec.EventVersion, d.version))
+			return nil, nil, nil, eventError(rec, errorf(ErrUnknownEvent, "stored schema version %d, registered version %d, and no upcaster from it", rec.EventVersion, d.version))
 		}
-		return nil, nil, eventError(rec, errorf(ErrUnknownEvent, "no event type is registered under this name and version"))
+		return nil, nil, nil, eventError(rec, errorf(ErrUnknownEvent, "no event type is registered under this name and version"))
 	}
 	p := payloadPool.Get().(*Payload)
-	defer func() {
-		p.reset()
-		payloadPool.Put(p)
-	}()
+	defer ReleasePayload(p)
 	if err := p.parse(rec.Payload); err != nil {
-		return nil, nil, eventError(rec, fmt.Errorf("%w: upcast: %v", ErrCorruptEvent, err))
+		return nil, nil, nil, eventError(rec, fmt.Errorf("%w: upcast: %v", ErrCorruptEvent, err))
 	}
 	for _, st := range chain.steps {
 		if err := st.fn(p); err != nil {
-			return nil, nil, eventError(rec, fmt.Errorf("%w: upcaster of %s from version %d: %w", ErrUpcast, chain.target.name, st.version, err))
+			return nil, nil, nil, eventError(rec, fmt.Errorf("%w: upcaster of %s from version %d: %w", ErrUpcast, chain.target.name, st.version, err))
 		}
 	}
-	return chain.target, p.Bytes(), nil
+	buf = encodedPool.Get().(*[]byte)
+	*buf = p.appendTo((*buf)[:0])
+	return chain.target, *buf, buf, nil
 }
 
 // StoredNames returns every name the event registered as name may be

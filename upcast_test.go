@@ -3,6 +3,7 @@ package flux_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"strings"
 	"testing"
@@ -306,3 +307,41 @@ func FuzzUpcast(f *testing.F) {
 }
 
 func testNow() time.Time { return time.Now() }
+
+// Tagged keeps a raw JSON field: decoding must copy it out of the buffer
+// an upcast payload is encoded in, since that buffer is reused.
+type Tagged struct {
+	Label string          `json:"label"`
+	Extra json.RawMessage `json:"extra"`
+}
+
+type TaggedThing struct{ flux.Root }
+
+func (*TaggedThing) Apply(any) {}
+
+func TestUpcastPayloadsDoNotAliasReusedBuffers(t *testing.T) {
+	t.Parallel()
+	reg, err := flux.NewRegistry(flux.AggregateType("Thing", func() *TaggedThing { return new(TaggedThing) },
+		flux.EventType[Tagged]("Tagged", 2, flux.Upcast(1, func(p *flux.Payload) error {
+			p.Rename("name", "label")
+			return p.Set("extra", map[string]int{"n": 1})
+		}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(name string) Tagged {
+		ev, err := reg.Decode(&flux.Record{StreamID: "s", StreamVersion: 1, EventName: "Tagged", EventVersion: 1,
+			Payload: []byte(`{"name":"` + name + `"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.(Tagged)
+	}
+	first := decode("first-label-of-some-length")
+	for i := 0; i < 100; i++ {
+		decode(fmt.Sprintf("overwrite-%03d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i))
+	}
+	if first.Label != "first-label-of-some-length" || string(first.Extra) != `{"n":1}` {
+		t.Fatalf("the first event changed after later decodes: %+v (extra %s)", first, first.Extra)
+	}
+}

@@ -88,9 +88,13 @@ func (d *decoder) object(sp *structPlan, v reflect.Value, depth int) error {
 		if d.peek() != '"' {
 			return errSynt
 		}
-		key, err := d.str()
+		key, err := d.strBytes()
 		if err != nil {
 			return err
+		}
+		f := sp.byExact[string(key)] // no allocation: the compiler looks up in place
+		if f == nil {
+			f = sp.byFold[foldName(string(key))]
 		}
 		d.space()
 		if d.peek() != ':' {
@@ -98,10 +102,6 @@ func (d *decoder) object(sp *structPlan, v reflect.Value, depth int) error {
 		}
 		d.pos++
 		d.space()
-		f := sp.byExact[key]
-		if f == nil {
-			f = sp.byFold[foldName(key)]
-		}
 		if f == nil {
 			if err := d.skip(depth + 1); err != nil {
 				return err
@@ -296,13 +296,23 @@ func (d *decoder) number() (string, error) {
 // str reads a JSON string at d.pos and returns it unescaped, with invalid
 // UTF-8 and lone surrogates replaced by U+FFFD, as encoding/json does.
 func (d *decoder) str() (string, error) {
+	b, err := d.strBytes()
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// strBytes reads a string and returns its unescaped bytes: a slice of the
+// input or of d.buf, valid until the next call.
+func (d *decoder) strBytes() ([]byte, error) {
 	d.pos++ // '"'
 	start := d.pos
 	// Fast path: printable ASCII without escapes.
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c == '"' {
-			s := string(d.data[start:d.pos])
+			s := d.data[start:d.pos]
 			d.pos++
 			return s, nil
 		}
@@ -318,12 +328,12 @@ func (d *decoder) str() (string, error) {
 		case c == '"':
 			d.pos++
 			d.buf = b
-			return string(b), nil
+			return b, nil
 		case c < 0x20:
-			return "", errSynt
+			return nil, errSynt
 		case c == '\\':
 			if d.pos+1 >= len(d.data) {
-				return "", errSynt
+				return nil, errSynt
 			}
 			e := d.data[d.pos+1]
 			d.pos += 2
@@ -343,7 +353,7 @@ func (d *decoder) str() (string, error) {
 			case 'u':
 				r, ok := d.hex4()
 				if !ok {
-					return "", errSynt
+					return nil, errSynt
 				}
 				if utf16.IsSurrogate(r) {
 					// A pair only if the next escape completes it.
@@ -363,7 +373,7 @@ func (d *decoder) str() (string, error) {
 				}
 				b = utf8.AppendRune(b, r)
 			default:
-				return "", errSynt
+				return nil, errSynt
 			}
 		case c < utf8.RuneSelf:
 			b = append(b, c)
@@ -378,7 +388,7 @@ func (d *decoder) str() (string, error) {
 			d.pos += size
 		}
 	}
-	return "", errSynt
+	return nil, errSynt
 }
 
 func (d *decoder) hex4() (rune, bool) {
