@@ -2,6 +2,7 @@ package flux
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -251,6 +252,10 @@ func (p *Payload) Bytes() []byte {
 	return p.appendTo(make([]byte, 0, n))
 }
 
+// AppendJSON appends the encoded object to b and returns the extended
+// buffer, like Bytes without allocating when b has room.
+func (p *Payload) AppendJSON(b []byte) []byte { return p.appendTo(b) }
+
 // appendTo appends the encoded object to b.
 func (p *Payload) appendTo(b []byte) []byte {
 	b = append(b, '{')
@@ -469,6 +474,15 @@ func validNumber(n []byte) bool {
 }
 
 func hasControl(b []byte) bool {
+	// Eight bytes at a time: a byte below 0x20 borrows in x-0x20…20 and
+	// keeps its high bit clear in x (exact for thresholds up to 0x80).
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		if (x-0x2020202020202020)&^x&0x8080808080808080 != 0 {
+			return true
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c < 0x20 {
 			return true

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // MinSecretLength is the shortest key-encryption secret accepted. Use 32
@@ -124,7 +125,17 @@ func appendEnvelope(buf, raw []byte) (sealed, rest []byte, ok bool, err error) {
 	if len(raw) < len(quoted)+1 || string(raw[:len(quoted)]) != quoted || raw[len(raw)-1] != '"' {
 		return nil, buf, false, nil
 	}
-	body := raw[len(quoted) : len(raw)-1]
+	sealed, rest, err = appendEnvelopeBody(buf, raw[len(quoted):len(raw)-1])
+	return sealed, rest, true, err
+}
+
+// readOnlyBytes views s as bytes without copying; the result must not be
+// modified.
+func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// appendEnvelopeBody decodes the base64 body of an envelope (after the
+// prefix) into buf's spare capacity.
+func appendEnvelopeBody(buf, body []byte) (sealed, rest []byte, err error) {
 	need := base64.RawURLEncoding.DecodedLen(len(body))
 	if cap(buf)-len(buf) < need {
 		buf = make([]byte, 0, max(need, 2*cap(buf)))
@@ -133,12 +144,12 @@ func appendEnvelope(buf, raw []byte) (sealed, rest []byte, ok bool, err error) {
 	sealed = rest[len(buf):len(rest):len(rest)]
 	n, err := base64.RawURLEncoding.Decode(sealed, body)
 	if err != nil {
-		return nil, buf, true, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return nil, buf, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
 	if n < 12+16 {
-		return nil, buf, true, fmt.Errorf("%w: %d bytes is shorter than a nonce and a tag", ErrBadEnvelope, n)
+		return nil, buf, fmt.Errorf("%w: %d bytes is shorter than a nonce and a tag", ErrBadEnvelope, n)
 	}
-	return sealed[:n], rest, true, nil
+	return sealed[:n], rest, nil
 }
 
 func formatEnvelope(sealed []byte) []byte {

@@ -690,3 +690,40 @@ func newID() string {
 	ids.n++
 	return fmt.Sprintf("00000000-0000-4000-8000-%012d", ids.n)
 }
+
+// TestDirectPathCopiesWhatItKeepsAndScrubsOnError: on the direct path, a
+// field that is not personal keeps its own copy even when its text looks
+// like an envelope, and a failed decryption leaves no envelope behind.
+func TestDirectPathCopiesWhatItKeepsAndScrubsOnError(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t, nil, secret, pii.Config{})
+	type flat struct {
+		UserID string `json:"userId" pii:"subject"`
+		Email  string `json:"email" pii:"data"`
+		Note   string `json:"note"`
+	}
+	ev := flat{UserID: "u1", Email: "u1@canary.example", Note: pii.EnvelopePrefix + "just-a-note"}
+	data, err := e.prot.Protect(ctx, ev, mustJSON(ev), "event:e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := bytes.Clone(data)
+	var got flat
+	if _, err := e.prot.Unprotect(ctx, stored, &got, "event:e1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range stored {
+		stored[i] = 'X' // the buffer is reused for something else
+	}
+	if got != ev {
+		t.Fatalf("decoded %+v, want %+v", got, ev)
+	}
+	// Copied to another event: the decryption fails, and the target keeps
+	// neither the envelope nor anything decrypted.
+	var moved flat
+	_, err = e.prot.Unprotect(ctx, data, &moved, "event:e2")
+	if !errors.Is(err, pii.ErrTampered) || moved.Email != "" {
+		t.Fatalf("err %v, email %q; want ErrTampered and an empty email", err, moved.Email)
+	}
+}

@@ -2,6 +2,8 @@ package pii
 
 import (
 	"fmt"
+
+	"github.com/fluxcapacitor/flux/internal/fastjson"
 	"reflect"
 	"strings"
 	"sync"
@@ -22,11 +24,17 @@ type plan struct {
 	subjectIdx []int  // its Go field index path
 	method     bool   // the type implements HasSubject
 	err        error  // the type cannot be protected
+	// direct: every personal field is a top-level string field and the
+	// subject a field, so Unprotect can decode the stored object as it is
+	// (envelopes land in the string fields) and decrypt in place.
+	direct       bool
+	directFields []int // the Go indices of the personal fields, when direct
 }
 
 type fieldPlan struct {
 	path     []string // JSON keys; "[]" stands for every element of an array
 	isString bool     // forgotten values read as Config.Replacement
+	index    []int    // Go field index path, for a top-level field
 }
 
 func (f fieldPlan) name() string { return strings.ReplaceAll(strings.Join(f.path, "."), ".[]", "[]") }
@@ -45,6 +53,17 @@ func planFor(t reflect.Type) *plan {
 		p.err = p.walk(t, nil, nil, map[reflect.Type]bool{})
 		if p.err == nil && p.subjectKey == "" && reflect.PointerTo(t).Implements(reflect.TypeFor[HasSubject]()) {
 			p.method = true
+		}
+		p.direct = p.err == nil && p.subjectKey != "" && len(p.fields) > 0 && fastjson.For(t) != nil
+		for _, f := range p.fields {
+			if len(f.path) != 1 || !f.isString || len(f.index) != 1 {
+				p.direct = false
+			}
+		}
+		if p.direct {
+			for _, f := range p.fields {
+				p.directFields = append(p.directFields, f.index[0])
+			}
 		}
 	}
 	actual, _ := plans.LoadOrStore(t, p)
@@ -90,7 +109,7 @@ func (p *plan) walk(t reflect.Type, prefix []string, index []int, seen map[refle
 			if err := encodable(f.Type); err != nil {
 				return p.unsupported(display, "%v", err)
 			}
-			p.fields = append(p.fields, fieldPlan{path: path, isString: f.Type.Kind() == reflect.String})
+			p.fields = append(p.fields, fieldPlan{path: path, isString: f.Type.Kind() == reflect.String, index: idx})
 		case "subject":
 			if f.Type.Kind() != reflect.String {
 				return p.unsupported(display, "the subject field must be a string, not %s", f.Type)

@@ -12,9 +12,11 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/internal/fastjson"
@@ -201,6 +203,11 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 	if len(pl.fields) == 0 {
 		return nil, fastjson.Unmarshal(data, target)
 	}
+	if pl.direct {
+		if sv := tv.Elem().Field(pl.subjectIdx[0]); sv.String() == "" {
+			return p.unprotectDirect(ctx, pl, data, tv, scope)
+		}
+	}
 	obj, err := flux.AcquirePayload(data)
 	if err != nil {
 		return nil, err
@@ -213,6 +220,7 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 	var entry *cacheEntry
 	var forgotten []string
 	var aad []byte
+	aadBase := -1
 	// One buffer holds every ciphertext (decrypted in place) of the event.
 	arena := make([]byte, 0, len(data))
 	for _, f := range pl.fields {
@@ -238,7 +246,11 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 				}
 				return []byte("null"), nil
 			}
-			aad = appendValueAAD(aad[:0], subject, scope, field)
+			if aadBase < 0 { // once per event: the field varies
+				aad = appendValueAAD(make([]byte, 0, 64+len(subject)+len(scope)), subject, scope, "")
+				aadBase = len(aad)
+			}
+			aad = append(aad[:aadBase], field...)
 			plain, err := open(entry.aead, sealed, aad)
 			if err != nil {
 				p.stats.failures.Add(1)
@@ -254,11 +266,151 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 			return nil, &FieldError{Type: pl.typeName, Field: f.name(), Subject: subject, Err: err}
 		}
 	}
-	if err := fastjson.Unmarshal(obj.Bytes(), target); err != nil {
+	bp := plainPool.Get().(*[]byte)
+	*bp = obj.AppendJSON((*bp)[:0])
+	err = fastjson.Unmarshal(*bp, target) // copies what it keeps
+	clear(*bp)                            // decrypted values do not linger in the pool
+	if cap(*bp) <= 64<<10 {
+		plainPool.Put(bp)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return forgotten, nil
 }
+
+// unprotectDirect is Unprotect for plans whose personal fields are all
+// top-level strings (pl.direct) into a target whose subject field is
+// empty: it decodes the stored object as it is — each envelope lands in its
+// string field — then decrypts the fields in place. Same results and
+// errors as the general path, without re-encoding the object.
+func (p *Protector) unprotectDirect(ctx context.Context, pl *plan, data []byte, tv reflect.Value, scope string) ([]string, error) {
+	// Envelopes are decoded as views into data (no copies): each is
+	// replaced below — decrypted, forgotten, or scrubbed on error.
+	if err := fastjson.UnmarshalViews(data, tv.Interface(), EnvelopePrefix, pl.directFields); err != nil {
+		scrubFields(pl, tv.Elem())
+		return nil, err
+	}
+	v := tv.Elem()
+	subject := v.Field(pl.subjectIdx[0]).String()
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	var entry *cacheEntry
+	var forgotten []string
+	var texts []byte // backs every decrypted string of the event: one allocation
+	aadBase := -1
+	for i := range pl.fields {
+		f := &pl.fields[i]
+		fv := v.Field(f.index[0])
+		body, ok := strings.CutPrefix(fv.String(), EnvelopePrefix)
+		if !ok {
+			continue // a value stored before it was marked stays as it is
+		}
+		field := f.path[0]
+		scrub := func() { scrubFields(pl, v) }
+		fail := func(err error) error {
+			if !errors.Is(err, ErrTampered) {
+				p.stats.failures.Add(1)
+			}
+			scrub()
+			return &FieldError{Type: pl.typeName, Field: field, Subject: subject, Err: err}
+		}
+		sealed, rest, err := appendEnvelopeBody(sc.arena, readOnlyBytes(body))
+		if err != nil {
+			return nil, fail(err)
+		}
+		sc.arena = rest
+		if subject == "" {
+			return nil, fail(fmt.Errorf("%w: the value is encrypted but the subject is empty", ErrNoSubject))
+		}
+		if entry == nil {
+			if entry, err = p.key(ctx, subject, false); err != nil {
+				return nil, fail(err)
+			}
+		}
+		if entry.forgotten || entry.missing {
+			p.stats.forgottenReads.Add(1)
+			forgotten = append(forgotten, field)
+			fv.SetString(p.cfg.Replacement)
+			continue
+		}
+		if aadBase < 0 {
+			sc.aad = appendValueAAD(sc.aad[:0], subject, scope, "")
+			aadBase = len(sc.aad)
+		}
+		sc.aad = append(sc.aad[:aadBase], field...)
+		plain, err := open(entry.aead, sealed, sc.aad)
+		if err != nil {
+			p.stats.failures.Add(1)
+			return nil, fail(fmt.Errorf("%w: it was modified or copied from another subject, event or field", ErrTampered))
+		}
+		p.stats.decrypted.Add(1)
+		// The plaintext is the value's JSON: a string.
+		if !isPlainJSONString(plain) {
+			var text string
+			if err := json.Unmarshal(plain, &text); err != nil {
+				scrub()
+				return nil, fastjson.ErrType
+			}
+			fv.SetString(text)
+			continue
+		}
+		if len(plain) == 2 {
+			fv.SetString("")
+			continue
+		}
+		if texts == nil {
+			texts = make([]byte, 0, len(data)) // more than all plaintexts together
+		}
+		start := len(texts)
+		texts = append(texts, plain[1:len(plain)-1]...)
+		// texts is only ever appended to, so the bytes of this string
+		// never change.
+		fv.SetString(unsafe.String(&texts[start], len(texts)-start))
+	}
+	return forgotten, nil
+}
+
+// scrubFields empties the personal fields of a direct plan's target, so it
+// keeps no envelope (a view into the stored data) and no decrypted value.
+func scrubFields(pl *plan, v reflect.Value) {
+	for j := range pl.fields {
+		v.Field(pl.fields[j].index[0]).SetString("")
+	}
+}
+
+// scratch holds Unprotect's working buffers between calls; release clears
+// them, so no ciphertext or plaintext lingers in the pool.
+type scratch struct{ arena, aad []byte }
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{arena: make([]byte, 0, 1024), aad: make([]byte, 0, 128)} }}
+
+func (s *scratch) release() {
+	clear(s.arena)
+	clear(s.aad)
+	if cap(s.arena) > 64<<10 || cap(s.aad) > 4<<10 {
+		return
+	}
+	s.arena, s.aad = s.arena[:0], s.aad[:0]
+	scratchPool.Put(s)
+}
+
+// isPlainJSONString reports whether b is a JSON string without escapes
+// (its bytes between the quotes are its value).
+func isPlainJSONString(b []byte) bool {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return false
+	}
+	for _, c := range b[1 : len(b)-1] {
+		if c == '\\' || c == '"' || c < 0x20 {
+			return false
+		}
+	}
+	return true
+}
+
+// plainPool holds the buffers decrypted events are decoded from.
+var plainPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func isNull(raw []byte) bool { return string(raw) == "null" }
 

@@ -6,12 +6,30 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 type decoder struct {
 	data []byte
 	pos  int
 	buf  []byte // scratch for unescaping
+	// view: string values of the top-level fields viewFields that start
+	// with it and need no unescaping are set as views into data instead of
+	// copies (see UnmarshalViews).
+	view       string
+	viewFields []int
+}
+
+func (d *decoder) viewable(f *fieldPlan, depth int, b []byte) bool {
+	if d.view == "" || depth != 2 || len(b) <= len(d.view) || string(b[:len(d.view)]) != d.view || !d.inData(b) {
+		return false
+	}
+	for _, i := range d.viewFields {
+		if i == f.index {
+			return true
+		}
+	}
+	return false
 }
 
 const maxDepth = 10000 // encoding/json's nesting limit
@@ -142,11 +160,15 @@ func (d *decoder) value(f *fieldPlan, fv reflect.Value, depth int) error {
 		if c != '"' {
 			return d.mismatch(depth)
 		}
-		s, err := d.str()
+		b, err := d.strBytes()
 		if err != nil {
 			return err
 		}
-		fv.SetString(s)
+		if d.viewable(f, depth, b) {
+			fv.SetString(unsafe.String(&b[0], len(b)))
+		} else {
+			fv.SetString(string(b))
+		}
 	case kBool:
 		switch c {
 		case 't':
@@ -301,6 +323,16 @@ func (d *decoder) str() (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// inData reports whether b is a slice of the input (not of d.buf).
+func (d *decoder) inData(b []byte) bool {
+	if len(d.data) == 0 || len(b) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(&d.data[0]))
+	p := uintptr(unsafe.Pointer(&b[0]))
+	return p >= start && p+uintptr(len(b)) <= start+uintptr(len(d.data))
 }
 
 // strBytes reads a string and returns its unescaped bytes: a slice of the

@@ -223,6 +223,22 @@ func (p *Plan) Decode(data []byte, v reflect.Value) error {
 	return d.document(p.st, v)
 }
 
+// UnmarshalViews is Unmarshal, except that the top-level string fields
+// fields (Go field indices) whose value starts with prefix (and has no
+// escapes) are set as views into data, not copies: the caller must replace
+// every such field before data changes or is reused. Package pii uses it
+// for envelopes it decrypts at once.
+func UnmarshalViews(data []byte, ptr any, prefix string, fields []int) error {
+	v := reflect.ValueOf(ptr)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		if p := For(v.Type().Elem()); p != nil {
+			d := decoder{data: data, view: prefix, viewFields: fields}
+			return d.document(p.st, v.Elem())
+		}
+	}
+	return json.Unmarshal(data, ptr)
+}
+
 // Unmarshal decodes data into ptr (a pointer to a struct) with
 // encoding/json's result, through a plan when the type has one.
 func Unmarshal(data []byte, ptr any) error {
