@@ -37,6 +37,13 @@ type payloadField struct {
 	raw []byte
 }
 
+// payloadFields shows a Payload's fields to the JSON decoder.
+type payloadFields struct{ p *Payload }
+
+func (f payloadFields) NumFields() int { return len(f.p.fields) }
+
+func (f payloadFields) FieldAt(i int) (key, raw []byte) { return f.p.fields[i].key, f.p.fields[i].raw }
+
 // ErrNotObject is returned by ParsePayload for JSON that is not an object.
 var ErrNotObject = errors.New("flux: payload is not a JSON object")
 
@@ -161,6 +168,24 @@ func (p *Payload) Decode(key string, v any) error {
 	return json.Unmarshal(raw, v)
 }
 
+// StringValue returns the field's string value. A missing field, or one that
+// is not a string, is an error. Upcasters reading strings should prefer it
+// to Decode: it does not allocate beyond the string.
+func (p *Payload) StringValue(key string) (string, error) {
+	raw, ok := p.Raw(key)
+	if !ok {
+		return "", fmt.Errorf("flux: payload has no field %q", key)
+	}
+	if isPlainString(raw) {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("flux: payload field %q is not a string", key)
+	}
+	return s, nil
+}
+
 // isPlainString reports whether raw is a JSON string without escapes.
 func isPlainString(raw []byte) bool {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
@@ -176,10 +201,8 @@ func isPlainString(raw []byte) bool {
 
 // Set encodes v as the field's value, adding the field if it is missing.
 func (p *Payload) Set(key string, v any) error {
-	if s, ok := v.(string); ok && safeString(s) {
-		start := len(p.arena)
-		p.arena = append(append(append(p.arena, '"'), s...), '"')
-		p.setRaw(key, p.arena[start:len(p.arena):len(p.arena)])
+	if s, ok := v.(string); ok {
+		p.SetString(key, s)
 		return nil
 	}
 	raw, err := json.Marshal(v)
@@ -188,6 +211,19 @@ func (p *Payload) Set(key string, v any) error {
 	}
 	p.SetRaw(key, raw)
 	return nil
+}
+
+// SetString sets the field to the string s, adding the field if it is
+// missing: Set for strings, without boxing s in an interface.
+func (p *Payload) SetString(key, s string) {
+	if !safeString(s) {
+		raw, _ := json.Marshal(s) // strings always marshal
+		p.setRaw(key, raw)
+		return
+	}
+	start := len(p.arena)
+	p.arena = append(append(append(p.arena, '"'), s...), '"')
+	p.setRaw(key, p.arena[start:len(p.arena):len(p.arena)])
 }
 
 // safeString reports whether s encodes as itself between quotes, as
@@ -345,13 +381,17 @@ func (s *scanner) skipString() (escaped bool, err error) {
 	if !s.consume('"') {
 		return false, s.errorf("want a string")
 	}
-	// Fast path: no backslash before the closing quote.
-	if end := bytes.IndexByte(s.data[s.pos:], '"'); end >= 0 {
-		seg := s.data[s.pos : s.pos+end]
-		if bytes.IndexByte(seg, '\\') < 0 && !hasControl(seg) {
-			s.pos += end + 1
-			return false, nil
+	// Eight bytes at a time while there is no quote, backslash or control
+	// byte (exact SWAR tests: a zero byte of x^'"…', x^'\\…', or a byte below
+	// 0x20), then byte by byte.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for s.pos+8 <= len(s.data) {
+		x := binary.LittleEndian.Uint64(s.data[s.pos:])
+		q, b := x^(0x22*ones), x^(0x5c*ones)
+		if ((q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x)&highs != 0 {
+			break
 		}
+		s.pos += 8
 	}
 	for s.pos < len(s.data) {
 		c := s.data[s.pos]

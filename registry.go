@@ -26,6 +26,7 @@ type Registry struct {
 	evByType    map[reflect.Type]*eventDef
 	upcasts     map[nameVersion]*upcastChain
 	storedNames map[string][]string // current name -> older stored names
+	stored      map[nameVersion]storedAs
 }
 
 type aggregateDef struct {
@@ -44,7 +45,10 @@ type eventDef struct {
 	typ     reflect.Type
 	agg     *aggregateDef
 	decode  func(payload []byte) (any, error)
-	hasPII  bool // fields tagged pii:"data"
+	// decodeFields decodes an upcast Payload as it stands (nil: encode
+	// it and decode the bytes).
+	decodeFields func(*Payload) (any, error)
+	hasPII       bool // fields tagged pii:"data"
 }
 
 // Definition is one entry of a registry: see AggregateType.
@@ -88,7 +92,22 @@ func NewRegistry(defs ...Definition) (*Registry, error) {
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}
-	return b.reg, nil
+	r := b.reg
+	r.stored = make(map[nameVersion]storedAs, len(r.events)+len(r.upcasts))
+	for name, d := range r.events {
+		r.stored[nameVersion{name, d.version}] = storedAs{current: d}
+	}
+	for k, c := range r.upcasts {
+		r.stored[k] = storedAs{chain: c}
+	}
+	return r, nil
+}
+
+// storedAs is what a stored (name, version) reads as: a current event
+// type, or an upcaster chain to one.
+type storedAs struct {
+	current *eventDef
+	chain   *upcastChain
 }
 
 type registryBuilder struct {
@@ -186,6 +205,15 @@ func EventType[E any](name string, version int, opts ...EventOption) AggregateOp
 			return e, nil
 		},
 	}
+	if plan != nil {
+		d.decodeFields = func(p *Payload) (any, error) {
+			var e E
+			if err := plan.DecodeFields(reflect.ValueOf(&e).Elem(), payloadFields{p}); err != nil {
+				return nil, err
+			}
+			return e, nil
+		}
+	}
 	for _, o := range opts {
 		if o != nil {
 			o.applyEvent(d)
@@ -199,7 +227,10 @@ type eventDefinition struct {
 	version int
 	typ     reflect.Type
 	decode  func([]byte) (any, error)
-	steps   []upcastStep
+	// decodeFields decodes an upcast payload without encoding it first;
+	// nil when E needs encoding/json.
+	decodeFields func(*Payload) (any, error)
+	steps        []upcastStep
 }
 
 func (d *eventDefinition) applyAggregate(b *registryBuilder, a *aggregateDef) {
@@ -223,7 +254,7 @@ func (d *eventDefinition) applyAggregate(b *registryBuilder, a *aggregateDef) {
 		b.fail("Go type %v registered as event %q and %q", d.typ, prev.name, d.name)
 		return
 	}
-	e := &eventDef{name: d.name, version: d.version, typ: d.typ, agg: a, decode: d.decode, hasPII: HasPersonalData(d.typ)}
+	e := &eventDef{name: d.name, version: d.version, typ: d.typ, agg: a, decode: d.decode, decodeFields: d.decodeFields, hasPII: HasPersonalData(d.typ)}
 	b.reg.events[d.name] = e
 	b.reg.evByType[d.typ] = e
 	a.events = append(a.events, e)
@@ -332,12 +363,12 @@ func (r *Registry) aggregateDefOf(t reflect.Type) (*aggregateDef, error) {
 //
 // Older versions are upcast first; the record itself is not modified.
 func (r *Registry) Decode(rec *Record) (any, error) {
-	d, payload, buf, err := r.resolve(rec)
+	res, err := r.resolve(rec)
 	if err != nil {
 		return nil, err
 	}
-	defer releaseEncoded(buf)
-	return d.decodeRecord(rec, payload)
+	defer res.release()
+	return res.decode(rec)
 }
 
 // decodeRecord decodes payload (rec's payload in d's current shape).

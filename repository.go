@@ -582,20 +582,21 @@ func notFound(aggType, id string, opts LoadOptions) error {
 // Personal data is decrypted last; fields of forgotten subjects are
 // listed.
 func (r *Repository) decodeEvent(ctx context.Context, rec *Record) (ev any, d *eventDef, forgotten []string, err error) {
-	d, payload, buf, err := r.reg.resolve(rec)
+	res, err := r.reg.resolve(rec)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	defer releaseEncoded(buf)
+	defer res.release()
+	d = res.d
 	if obs := r.cfg.Observer; obs != nil && (d.version != rec.EventVersion || d.name != rec.EventName) {
 		obs.Notice(ctx, Notice{Kind: NoticeUpcast, Event: d.name, FromVersion: rec.EventVersion, ToVersion: d.version})
 	}
 	if !d.hasPII || r.cfg.Protector == nil {
-		ev, err := d.decodeRecord(rec, payload)
+		ev, err := res.decode(rec)
 		return ev, d, nil, err
 	}
 	target := reflect.New(d.typ)
-	forgotten, err = r.cfg.Protector.Unprotect(ctx, payload, target.Interface(), "event:"+rec.EventID)
+	forgotten, err = r.cfg.Protector.Unprotect(ctx, res.bytes(), target.Interface(), "event:"+rec.EventID)
 	if err != nil {
 		if errors.Is(err, ErrPersonalData) {
 			r.noticePII(ctx, "decrypt", d.name, err)

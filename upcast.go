@@ -146,34 +146,74 @@ func releaseEncoded(bp *[]byte) {
 	encodedPool.Put(bp)
 }
 
-// resolve finds the event type of a stored record and, through its
-// upcasters, the payload in that type's current shape. When the record was
-// upcast, the payload lives in buf: pass buf to releaseEncoded once the
-// payload is decoded, and do not use the payload afterwards.
-func (r *Registry) resolve(rec *Record) (d *eventDef, payload []byte, buf *[]byte, err error) {
-	if d, ok := r.events[rec.EventName]; ok && d.version == rec.EventVersion {
-		return d, rec.Payload, nil, nil
+// resolved is a stored record's payload in its event type's current
+// shape: the stored bytes, or the Payload the upcasters edited.
+type resolved struct {
+	d       *eventDef
+	payload []byte   // the current shape's bytes (set lazily for up)
+	up      *Payload // the upcast payload; nil when the record is current
+	buf     *[]byte  // encodedPool buffer holding payload, if any
+}
+
+// bytes returns the payload as JSON, encoding an upcast one into a pooled
+// buffer (valid until release).
+func (r *resolved) bytes() []byte {
+	if r.up != nil && r.buf == nil {
+		r.buf = encodedPool.Get().(*[]byte)
+		*r.buf = r.up.appendTo((*r.buf)[:0])
+		r.payload = *r.buf
 	}
-	chain, ok := r.upcasts[nameVersion{rec.EventName, rec.EventVersion}]
-	if !ok {
-		if d, known := r.events[rec.EventName]; known {
-			return nil, nil, nil, eventError(rec, errorf(ErrUnknownEvent, "stored schema version %d, registered version %d, and no upcaster from it", rec.EventVersion, d.version))
+	return r.payload
+}
+
+// decode decodes the payload into the event type; an upcast payload goes
+// straight from its fields when the type allows.
+func (r *resolved) decode(rec *Record) (any, error) {
+	if r.up != nil && r.d.decodeFields != nil {
+		ev, err := r.d.decodeFields(r.up)
+		if err != nil {
+			return nil, eventError(rec, fmt.Errorf("%w: decode into %v: %v", ErrCorruptEvent, r.d.typ, jsonErrorWithoutValue(err)))
 		}
-		return nil, nil, nil, eventError(rec, errorf(ErrUnknownEvent, "no event type is registered under this name and version"))
+		return ev, nil
+	}
+	return r.d.decodeRecord(rec, r.bytes())
+}
+
+// release returns the pooled buffers; the payload must not be used after.
+func (r *resolved) release() {
+	if r.up != nil {
+		ReleasePayload(r.up)
+	}
+	releaseEncoded(r.buf)
+}
+
+// resolve finds the event type of a stored record and, through its
+// upcasters, the payload in that type's current shape. Call release on
+// the result once it is decoded.
+func (r *Registry) resolve(rec *Record) (resolved, error) {
+	as := r.stored[nameVersion{rec.EventName, rec.EventVersion}]
+	if as.current != nil {
+		return resolved{d: as.current, payload: rec.Payload}, nil
+	}
+	chain := as.chain
+	if chain == nil {
+		if d, known := r.events[rec.EventName]; known {
+			return resolved{}, eventError(rec, errorf(ErrUnknownEvent, "stored schema version %d, registered version %d, and no upcaster from it", rec.EventVersion, d.version))
+		}
+		return resolved{}, eventError(rec, errorf(ErrUnknownEvent, "no event type is registered under this name and version"))
 	}
 	p := payloadPool.Get().(*Payload)
-	defer ReleasePayload(p)
 	if err := p.parse(rec.Payload); err != nil {
-		return nil, nil, nil, eventError(rec, fmt.Errorf("%w: upcast: %v", ErrCorruptEvent, err))
+		ReleasePayload(p)
+		return resolved{}, eventError(rec, fmt.Errorf("%w: upcast: %v", ErrCorruptEvent, err))
 	}
 	for _, st := range chain.steps {
 		if err := st.fn(p); err != nil {
-			return nil, nil, nil, eventError(rec, fmt.Errorf("%w: upcaster of %s from version %d: %w", ErrUpcast, chain.target.name, st.version, err))
+			ReleasePayload(p)
+			return resolved{}, eventError(rec, fmt.Errorf("%w: upcaster of %s from version %d: %w", ErrUpcast, chain.target.name, st.version, err))
 		}
 	}
-	buf = encodedPool.Get().(*[]byte)
-	*buf = p.appendTo((*buf)[:0])
-	return chain.target, *buf, buf, nil
+	return resolved{d: chain.target, up: p}, nil
 }
 
 // StoredNames returns every name the event registered as name may be

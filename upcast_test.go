@@ -3,8 +3,8 @@ package flux_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,16 +45,15 @@ func personRegistry(t testing.TB) *flux.Registry {
 				return p.SetDefault("phoneNumber", "")
 			}),
 			flux.UpcastRenamed("UserRegistered", 2, func(p *flux.Payload) error {
-				var name string
-				if err := p.Decode("name", &name); err != nil {
+				name, err := p.StringValue("name")
+				if err != nil {
 					return errNoName
 				}
 				first, last, _ := strings.Cut(name, " ")
 				p.Delete("name")
-				if err := p.Set("firstName", first); err != nil {
-					return err
-				}
-				return p.Set("lastName", last)
+				p.SetString("firstName", first)
+				p.SetString("lastName", last)
+				return nil
 			}),
 		),
 	))
@@ -343,5 +342,33 @@ func TestUpcastPayloadsDoNotAliasReusedBuffers(t *testing.T) {
 	}
 	if first.Label != "first-label-of-some-length" || string(first.Extra) != `{"n":1}` {
 		t.Fatalf("the first event changed after later decodes: %+v (extra %s)", first, first.Extra)
+	}
+}
+
+func TestPayloadStringAccessors(t *testing.T) {
+	t.Parallel()
+	p, err := flux.ParsePayload([]byte(`{"plain":"abc","escaped":"a\"b\u00e9","n":7}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"plain": "abc", "escaped": "a\"bé"} {
+		if got, err := p.StringValue(key); err != nil || got != want {
+			t.Errorf("StringValue(%q) = %q, %v; want %q", key, got, err, want)
+		}
+	}
+	if _, err := p.StringValue("n"); err == nil {
+		t.Error("StringValue of a number succeeded")
+	}
+	if _, err := p.StringValue("missing"); err == nil {
+		t.Error("StringValue of a missing field succeeded")
+	}
+	p.SetString("plain", "x<y & \"z\"\n")
+	p.SetString("added", "simple")
+	var back map[string]any
+	if err := json.Unmarshal(p.Bytes(), &back); err != nil {
+		t.Fatalf("%s: %v", p.Bytes(), err)
+	}
+	if back["plain"] != "x<y & \"z\"\n" || back["added"] != "simple" || back["n"] != float64(7) {
+		t.Fatalf("after SetString: %s", p.Bytes())
 	}
 }

@@ -34,8 +34,8 @@ func Definitions() []flux.Definition {
 
 // upcastCreditedV1 turns {"creditedAmount":"12.50"} into {"amount":1250}.
 func upcastCreditedV1(p *flux.Payload) error {
-	var euros string
-	if err := p.Decode("creditedAmount", &euros); err != nil {
+	euros, err := p.StringValue("creditedAmount")
+	if err != nil {
 		return fmt.Errorf("v1 credit has no creditedAmount string: %w", err)
 	}
 	whole, frac, _ := strings.Cut(euros, ".")

@@ -223,6 +223,41 @@ func (p *Plan) Decode(data []byte, v reflect.Value) error {
 	return d.document(p.st, v)
 }
 
+// Fields is an object split into its top-level fields: unescaped keys and
+// raw JSON values (flux.Payload).
+type Fields interface {
+	NumFields() int
+	FieldAt(i int) (key, raw []byte)
+}
+
+// DecodeFields decodes into v, an addressable value of the plan's struct
+// type, the object whose top-level fields fs holds. The result is
+// Decode's on the object the fields form, with values of unknown keys left
+// unexamined.
+func (p *Plan) DecodeFields(v reflect.Value, fs Fields) error {
+	n := fs.NumFields()
+	for i := 0; i < n; i++ {
+		key, raw := fs.FieldAt(i)
+		f := p.st.byExact[string(key)]
+		if f == nil {
+			f = p.st.byFold[foldName(string(key))]
+		}
+		if f == nil {
+			continue
+		}
+		d := decoder{data: raw}
+		d.space()
+		if err := d.value(f, v.Field(f.index), 2); err != nil {
+			return err
+		}
+		d.space()
+		if d.pos != len(d.data) {
+			return errSynt
+		}
+	}
+	return nil
+}
+
 // UnmarshalViews is Unmarshal, except that the top-level string fields
 // fields (Go field indices) whose value starts with prefix (and has no
 // escapes) are set as views into data, not copies: the caller must replace
