@@ -1,6 +1,7 @@
 package fastjson
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"strconv"
@@ -340,7 +341,19 @@ func (d *decoder) inData(b []byte) bool {
 func (d *decoder) strBytes() ([]byte, error) {
 	d.pos++ // '"'
 	start := d.pos
-	// Fast path: printable ASCII without escapes.
+	// Fast path: printable ASCII without escapes, eight bytes at a time
+	// while no byte is a quote, a backslash, a control byte or non-ASCII
+	// (exact SWAR tests: a zero byte of x^'"…' or x^'\\…', a byte below
+	// 0x20, a high bit), then byte by byte.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for d.pos+8 <= len(d.data) {
+		x := binary.LittleEndian.Uint64(d.data[d.pos:])
+		q, b := x^(0x22*ones), x^(0x5c*ones)
+		if ((q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x|x)&highs != 0 {
+			break
+		}
+		d.pos += 8
+	}
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c == '"' {
