@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // HasSubject is implemented by values that name their data subject with a
@@ -18,6 +19,7 @@ type HasSubject interface {
 
 // plan is what protecting one Go type takes, found once and cached.
 type plan struct {
+	typ        reflect.Type
 	typeName   string
 	fields     []fieldPlan
 	subjectKey string // top-level JSON key of the `pii:"subject"` field
@@ -39,16 +41,25 @@ type fieldPlan struct {
 
 func (f fieldPlan) name() string { return strings.ReplaceAll(strings.Join(f.path, "."), ".[]", "[]") }
 
-var plans sync.Map // reflect.Type -> *plan
+var (
+	plans    sync.Map // reflect.Type -> *plan
+	lastPlan atomic.Pointer[plan]
+)
 
 func planFor(t reflect.Type) *plan {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	// A load decodes one type many times in a row: the last plan found
+	// answers without a map lookup.
+	if p := lastPlan.Load(); p != nil && p.typ == t {
+		return p
+	}
 	if p, ok := plans.Load(t); ok {
+		lastPlan.Store(p.(*plan))
 		return p.(*plan)
 	}
-	p := &plan{typeName: t.String()}
+	p := &plan{typ: t, typeName: t.String()}
 	if t.Kind() == reflect.Struct {
 		p.err = p.walk(t, nil, nil, map[reflect.Type]bool{})
 		if p.err == nil && p.subjectKey == "" && reflect.PointerTo(t).Implements(reflect.TypeFor[HasSubject]()) {

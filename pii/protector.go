@@ -554,7 +554,9 @@ func (p *Protector) key(ctx context.Context, subject string, create bool) (*cach
 	if el, ok := p.cache[subject]; ok {
 		e := el.Value.(*cacheEntry)
 		if e.forgotten || now.Sub(e.at) < p.cfg.CacheTTL {
-			p.lru.MoveToFront(el)
+			if p.lru.Front() != el {
+				p.lru.MoveToFront(el)
+			}
 			p.mu.Unlock()
 			p.stats.cacheHits.Add(1)
 			return e, nil
