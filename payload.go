@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/fluxcapacitor/flux/internal/fastjson"
 )
 
 // Payload is a stored event's JSON object as an upcaster edits it: its
@@ -32,17 +34,10 @@ type Payload struct {
 // maxPooledArena bounds the arena a pooled Payload keeps between uses.
 const maxPooledArena = 16 << 10
 
-type payloadField struct {
-	key []byte // unescaped key; a sub-slice of the input when it had no escapes
-	raw []byte
-}
-
-// payloadFields shows a Payload's fields to the JSON decoder.
-type payloadFields struct{ p *Payload }
-
-func (f payloadFields) NumFields() int { return len(f.p.fields) }
-
-func (f payloadFields) FieldAt(i int) (key, raw []byte) { return f.p.fields[i].key, f.p.fields[i].raw }
+// payloadField is one top-level field: its unescaped key (a sub-slice of
+// the input when it had no escapes) and its raw value. It is the JSON
+// decoder's field type, so an upcast payload decodes without conversion.
+type payloadField = fastjson.Field
 
 // ErrNotObject is returned by ParsePayload for JSON that is not an object.
 var ErrNotObject = errors.New("flux: payload is not a JSON object")
@@ -78,7 +73,11 @@ func ReleasePayload(p *Payload) {
 
 // reset drops every reference so a pooled Payload retains no event data.
 func (p *Payload) reset() {
-	clear(p.buf[:])
+	if len(p.fields) > 0 && cap(p.fields) == len(p.buf) && &p.fields[:1][0] == &p.buf[0] {
+		clear(p.fields) // Delete clears what it vacates: the rest of buf is clear
+	} else {
+		clear(p.buf[:])
+	}
 	p.fields = nil
 	if cap(p.arena) > maxPooledArena {
 		p.arena = nil
@@ -114,7 +113,7 @@ func (p *Payload) parse(data []byte) error {
 		if err := s.skipValue(0); err != nil {
 			return err
 		}
-		p.fields = append(p.fields, payloadField{key: key, raw: data[start:s.pos:s.pos]})
+		p.fields = append(p.fields, payloadField{Key: key, Raw: data[start:s.pos:s.pos]})
 		s.space()
 		if s.consume(',') {
 			continue
@@ -128,7 +127,7 @@ func (p *Payload) parse(data []byte) error {
 
 func (p *Payload) index(key string) int {
 	for i := range p.fields {
-		if string(p.fields[i].key) == key {
+		if string(p.fields[i].Key) == key {
 			return i
 		}
 	}
@@ -142,7 +141,7 @@ func (p *Payload) Has(key string) bool { return p.index(key) >= 0 }
 func (p *Payload) Keys() []string {
 	keys := make([]string, len(p.fields))
 	for i, f := range p.fields {
-		keys[i] = string(f.key)
+		keys[i] = string(f.Key)
 	}
 	return keys
 }
@@ -150,7 +149,7 @@ func (p *Payload) Keys() []string {
 // Raw returns the field's raw JSON value.
 func (p *Payload) Raw(key string) (json.RawMessage, bool) {
 	if i := p.index(key); i >= 0 {
-		return p.fields[i].raw, true
+		return p.fields[i].Raw, true
 	}
 	return nil, false
 }
@@ -252,18 +251,20 @@ func (p *Payload) SetRaw(key string, raw json.RawMessage) { p.setRaw(key, raw) }
 
 func (p *Payload) setRaw(key string, raw []byte) {
 	if i := p.index(key); i >= 0 {
-		p.fields[i].raw = raw
+		p.fields[i].Raw = raw
 		return
 	}
 	start := len(p.arena)
 	p.arena = append(p.arena, key...)
-	p.fields = append(p.fields, payloadField{key: p.arena[start:len(p.arena):len(p.arena)], raw: raw})
+	p.fields = append(p.fields, payloadField{Key: p.arena[start:len(p.arena):len(p.arena)], Raw: raw})
 }
 
 // Delete removes the field if present.
 func (p *Payload) Delete(key string) {
 	if i := p.index(key); i >= 0 {
+		n := len(p.fields)
 		p.fields = append(p.fields[:i], p.fields[i+1:]...)
+		p.fields[:n][n-1] = payloadField{} // no stale reference past the end
 	}
 }
 
@@ -276,14 +277,14 @@ func (p *Payload) Rename(from, to string) {
 	p.Delete(to)
 	start := len(p.arena)
 	p.arena = append(p.arena, to...)
-	p.fields[p.index(from)].key = p.arena[start:len(p.arena):len(p.arena)]
+	p.fields[p.index(from)].Key = p.arena[start:len(p.arena):len(p.arena)]
 }
 
 // Bytes encodes the object.
 func (p *Payload) Bytes() []byte {
 	n := 2
 	for _, f := range p.fields {
-		n += len(f.key) + len(f.raw) + 4
+		n += len(f.Key) + len(f.Raw) + 4
 	}
 	return p.appendTo(make([]byte, 0, n))
 }
@@ -299,9 +300,9 @@ func (p *Payload) appendTo(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendKey(b, f.key)
+		b = appendKey(b, f.Key)
 		b = append(b, ':')
-		b = append(b, f.raw...)
+		b = append(b, f.Raw...)
 	}
 	return append(b, '}')
 }

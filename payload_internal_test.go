@@ -56,3 +56,29 @@ func FuzzSkipString(f *testing.F) {
 		}
 	})
 }
+
+// A released Payload keeps no reference to event data, also after Delete
+// (which shifts fields down) and after growing past its inline buffer.
+func TestPayloadResetKeepsNoData(t *testing.T) {
+	for _, data := range []string{
+		`{"a":"1","b":"2","c":"3"}`,
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}`,
+	} {
+		p := new(Payload)
+		if err := p.parse([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		p.Delete("a")
+		p.SetString("z", "new")
+		p.Delete("b")
+		p.reset()
+		for i, f := range p.buf {
+			if f.Key != nil || f.Raw != nil {
+				t.Fatalf("%s: buf[%d] still holds %q:%q after reset", data, i, f.Key, f.Raw)
+			}
+		}
+		if len(p.arena) != 0 || p.fields != nil {
+			t.Fatalf("%s: arena %q, fields %v after reset", data, p.arena, p.fields)
+		}
+	}
+}

@@ -208,7 +208,7 @@ func EventType[E any](name string, version int, opts ...EventOption) AggregateOp
 	if plan != nil {
 		d.decodeFields = func(p *Payload) (any, error) {
 			var e E
-			if err := plan.DecodeFields(reflect.ValueOf(&e).Elem(), payloadFields{p}); err != nil {
+			if err := plan.DecodeFields(reflect.ValueOf(&e).Elem(), p.fields); err != nil {
 				return nil, err
 			}
 			return e, nil

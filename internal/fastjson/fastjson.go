@@ -223,21 +223,20 @@ func (p *Plan) Decode(data []byte, v reflect.Value) error {
 	return d.document(p.st, v)
 }
 
-// Fields is an object split into its top-level fields: unescaped keys and
-// raw JSON values (flux.Payload).
-type Fields interface {
-	NumFields() int
-	FieldAt(i int) (key, raw []byte)
+// Field is one top-level field of an object split into its fields (a
+// flux.Payload): the unescaped key and the raw JSON value.
+type Field struct {
+	Key []byte // unescaped
+	Raw []byte // the value's JSON
 }
 
 // DecodeFields decodes into v, an addressable value of the plan's struct
 // type, the object whose top-level fields fs holds. The result is
 // Decode's on the object the fields form, with values of unknown keys left
 // unexamined.
-func (p *Plan) DecodeFields(v reflect.Value, fs Fields) error {
-	n := fs.NumFields()
-	for i := 0; i < n; i++ {
-		key, raw := fs.FieldAt(i)
+func (p *Plan) DecodeFields(v reflect.Value, fs []Field) error {
+	for i := range fs {
+		key, raw := fs[i].Key, fs[i].Raw
 		f := p.st.byExact[string(key)]
 		if f == nil {
 			f = p.st.byFold[foldName(string(key))]
