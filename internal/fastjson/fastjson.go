@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -23,6 +24,18 @@ import (
 // Plan decodes one struct type.
 type Plan struct {
 	st *structPlan
+	// order remembers the key order DecodeFields last saw: the objects an
+	// upcaster chain produces all have the same keys in the same order,
+	// so comparing keys with it answers without a map lookup.
+	order  atomic.Pointer[fieldOrder]
+	misses atomic.Uint32
+}
+
+// fieldOrder is an immutable key order and the field of each key (nil for
+// a key the struct does not have).
+type fieldOrder struct {
+	keys   []string
+	fields []*fieldPlan
 }
 
 type kind uint8
@@ -235,11 +248,19 @@ type Field struct {
 // Decode's on the object the fields form, with values of unknown keys left
 // unexamined.
 func (p *Plan) DecodeFields(v reflect.Value, fs []Field) error {
+	o := p.order.Load()
+	if o != nil && len(o.keys) != len(fs) {
+		o = nil
+	}
+	missed := o == nil
 	for i := range fs {
 		key, raw := fs[i].Key, fs[i].Raw
-		f := p.st.byExact[string(key)]
-		if f == nil {
-			f = p.st.byFold[foldName(string(key))]
+		var f *fieldPlan
+		if o != nil && string(key) == o.keys[i] {
+			f = o.fields[i]
+		} else {
+			missed = true
+			f = p.field(key)
 		}
 		if f == nil {
 			continue
@@ -254,7 +275,27 @@ func (p *Plan) DecodeFields(v reflect.Value, fs []Field) error {
 			return errSynt
 		}
 	}
+	// Adopt this object's order on the first miss and then on one miss in
+	// sixteen, so that objects of alternating shapes do not allocate a new
+	// order each time.
+	if missed && p.misses.Add(1)%16 == 1 {
+		no := &fieldOrder{keys: make([]string, len(fs)), fields: make([]*fieldPlan, len(fs))}
+		for i := range fs {
+			no.keys[i] = string(fs[i].Key)
+			no.fields[i] = p.field(fs[i].Key)
+		}
+		p.order.Store(no)
+	}
 	return nil
+}
+
+// field finds the field a key decodes into, as the object decoder does:
+// the exact name first, then a case-insensitive match.
+func (p *Plan) field(key []byte) *fieldPlan {
+	if f := p.st.byExact[string(key)]; f != nil {
+		return f
+	}
+	return p.st.byFold[foldName(string(key))]
 }
 
 // UnmarshalViews is Unmarshal, except that the top-level string fields

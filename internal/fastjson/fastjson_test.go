@@ -3,6 +3,7 @@ package fastjson
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -164,4 +165,59 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// splitObject splits a JSON object into its top-level fields, in order.
+func splitObject(t *testing.T, data string) []Field {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("%s: not an object", data)
+	}
+	var fs []Field
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, Field{Key: []byte(tok.(string)), Raw: raw})
+	}
+	return fs
+}
+
+// DecodeFields remembers the last key order it saw; objects of other
+// shapes — the same keys in another order, other keys of the same count,
+// case-folded and unknown keys — must decode as Decode does, however they
+// alternate.
+func TestDecodeFieldsMatchesDecodeAcrossShapes(t *testing.T) {
+	objects := []string{
+		`{"id":"a","amount":1,"ok":true}`,
+		`{"ok":false,"id":"b","amount":2}`,
+		`{"id":"c","amount":3,"unknown":true}`,
+		`{"ID":"d","AMOUNT":4,"ok":true}`,
+		`{"id":"e","amount":5,"ok":true,"note":"n"}`,
+		`{"id":"f"}`,
+		`{"id":"g","id":"h","amount":6}`,
+	}
+	p := For(reflect.TypeFor[Event]())
+	for round := 0; round < 40; round++ {
+		for i := range objects {
+			data := objects[(i*(round+1))%len(objects)] // varying sequences
+			want := reflect.New(reflect.TypeFor[Event]())
+			if err := p.Decode([]byte(data), want.Elem()); err != nil {
+				t.Fatal(err)
+			}
+			got := reflect.New(reflect.TypeFor[Event]())
+			if err := p.DecodeFields(got.Elem(), splitObject(t, data)); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Interface(), want.Interface()) {
+				t.Fatalf("round %d, %s: DecodeFields = %+v, Decode = %+v", round, data, got.Elem(), want.Elem())
+			}
+		}
+	}
 }
