@@ -2,8 +2,6 @@ package mysqlstore
 
 import (
 	"context"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -23,14 +21,7 @@ func BenchmarkLoadSnapshots(b *testing.B) {
 //
 //	cd mysqlstore && FLUX_TEST_MYSQL_DSN=... go test -run '^$' -bench CatchUp -benchtime 1x -count 3 -timeout 30m . | (cd .. && go run ./internal/benchratio)
 func BenchmarkCatchUp(b *testing.B) {
-	events := 1_000_000
-	if v := os.Getenv("FLUX_BENCH_CATCHUP_EVENTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("FLUX_BENCH_CATCHUP_EVENTS=%q: want a positive number", v)
-		}
-		events = n
-	}
+	events := storetest.CatchUpEvents(b)
 	s, _, dsn := benchStore(b)
 	db := rawDB(b, dsn)
 	storetest.BenchCatchUp(b, s, events, func(ctx context.Context, upTo int64) (int, error) {

@@ -9,10 +9,8 @@ import (
 	"github.com/fluxcapacitor/flux/storetest"
 )
 
-// catchUpEvents is the size of the catch-up benchmark's log.
-const catchUpEvents = 1_000_000
-
-// BenchmarkCatchUp: see storetest.BenchCatchUp; the raw side is one
+// BenchmarkCatchUp: see storetest.BenchCatchUp (FLUX_BENCH_CATCHUP_EVENTS
+// changes the size of the log); the raw side is one
 // database/sql SELECT of the same rows in position order on the store's
 // read pool. Setting up the log takes a while.
 //
@@ -23,7 +21,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	storetest.BenchCatchUp(b, s, catchUpEvents, func(ctx context.Context, upTo int64) (int, error) {
+	storetest.BenchCatchUp(b, s, storetest.CatchUpEvents(b), func(ctx context.Context, upTo int64) (int, error) {
 		rows, err := s.rdb.QueryContext(ctx, selectColumns+` WHERE id <= ? ORDER BY id`, upTo)
 		if err != nil {
 			return 0, err

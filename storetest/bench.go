@@ -119,9 +119,23 @@ func BenchLoadSnapshots(b *testing.B, store flux.EventStore) {
 }
 
 // RawScan reads the global log of a store up to position upTo the way a
-// plain program would (SELECT ... WHERE position > last ORDER BY position
-// LIMIT 500, scanned into variables) and returns the rows read.
+// plain program would (one SELECT ... WHERE position <= upTo ORDER BY
+// position, streamed and scanned into variables) and returns the rows read.
 type RawScan func(ctx context.Context, upTo int64) (int, error)
+
+// CatchUpEvents is the size of BenchCatchUp's log: 1,000,000 events, or
+// the positive number in FLUX_BENCH_CATCHUP_EVENTS.
+func CatchUpEvents(b testing.TB) int {
+	v := os.Getenv("FLUX_BENCH_CATCHUP_EVENTS")
+	if v == "" {
+		return 1_000_000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("FLUX_BENCH_CATCHUP_EVENTS=%q: want a positive number of events", v)
+	}
+	return n
+}
 
 // BenchCatchUp writes events events to store (in saves of 1,000), then
 // reads them through a subscription with a no-op projection ("flux")
