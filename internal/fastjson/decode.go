@@ -111,10 +111,7 @@ func (d *decoder) object(sp *structPlan, v reflect.Value, depth int) error {
 		if err != nil {
 			return err
 		}
-		f := sp.byExact[string(key)] // no allocation: the compiler looks up in place
-		if f == nil {
-			f = sp.byFold[foldName(string(key))]
-		}
+		f := sp.field(key)
 		d.space()
 		if d.peek() != ':' {
 			return errSynt

@@ -260,7 +260,7 @@ func (p *Plan) DecodeFields(v reflect.Value, fs []Field) error {
 			f = o.fields[i]
 		} else {
 			missed = true
-			f = p.field(key)
+			f = p.st.field(key)
 		}
 		if f == nil {
 			continue
@@ -282,20 +282,21 @@ func (p *Plan) DecodeFields(v reflect.Value, fs []Field) error {
 		no := &fieldOrder{keys: make([]string, len(fs)), fields: make([]*fieldPlan, len(fs))}
 		for i := range fs {
 			no.keys[i] = string(fs[i].Key)
-			no.fields[i] = p.field(fs[i].Key)
+			no.fields[i] = p.st.field(fs[i].Key)
 		}
 		p.order.Store(no)
 	}
 	return nil
 }
 
-// field finds the field a key decodes into, as the object decoder does:
-// the exact name first, then a case-insensitive match.
-func (p *Plan) field(key []byte) *fieldPlan {
-	if f := p.st.byExact[string(key)]; f != nil {
+// field finds the field a key decodes into, as encoding/json does: the
+// exact name first, then a case-insensitive match. No allocation: the
+// compiler looks string(key) up in place.
+func (sp *structPlan) field(key []byte) *fieldPlan {
+	if f := sp.byExact[string(key)]; f != nil {
 		return f
 	}
-	return p.st.byFold[foldName(string(key))]
+	return sp.byFold[foldName(string(key))]
 }
 
 // UnmarshalViews is Unmarshal, except that the top-level string fields
