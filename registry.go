@@ -81,7 +81,7 @@ func NewRegistry(defs ...Definition) (*Registry, error) {
 		upcasts:     make(map[nameVersion]*upcastChain),
 		storedNames: make(map[string][]string),
 	}}
-	for _, d := range defs {
+	for _, d := range append([]Definition{personalDataDefinition()}, defs...) {
 		if d == nil {
 			b.fail("nil definition")
 			continue
@@ -296,22 +296,26 @@ func (r *Registry) AggregateTypeOf(eventName string) string {
 	return ""
 }
 
-// AggregateTypes returns the registered aggregate type names, sorted.
+// AggregateTypes returns the registered aggregate type names, sorted; the
+// built-in PersonalDataAggregate is left out.
 func (r *Registry) AggregateTypes() []string {
 	names := make([]string, 0, len(r.aggregates))
 	for n := range r.aggregates {
-		names = append(names, n)
+		if n != PersonalDataAggregate {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	return names
 }
 
 // EventNames returns the registered event names, sorted. With an aggregate
-// type name it returns only that aggregate's events.
+// type name it returns only that aggregate's events. Without one the
+// built-in SubjectForgottenEvent is left out.
 func (r *Registry) EventNames(aggregateType ...string) []string {
 	var names []string
 	for n, d := range r.events {
-		if len(aggregateType) == 0 || slices.Contains(aggregateType, d.agg.name) {
+		if (len(aggregateType) == 0 && d.agg.name != PersonalDataAggregate) || slices.Contains(aggregateType, d.agg.name) {
 			names = append(names, n)
 		}
 	}

@@ -99,6 +99,9 @@ func NewRepository(cfg Config) (*Repository, error) {
 			}
 		}
 	}
+	if err := r.checkSnapshotStates(); err != nil {
+		return nil, err
+	}
 	r.snapshots, _ = cfg.Store.(SnapshotStore)
 	if r.snapshots == nil {
 		for _, name := range cfg.Registry.AggregateTypes() {
@@ -108,6 +111,59 @@ func NewRepository(cfg Config) (*Repository, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkSnapshotStates refuses, at start-up, snapshot states that would
+// store the personal data of their aggregate's events in clear, and states
+// whose personal-data marks the protector cannot work with.
+func (r *Repository) checkSnapshotStates() error {
+	for _, name := range r.reg.AggregateTypes() {
+		def := r.reg.aggregates[name]
+		if def.snapshot == nil {
+			continue
+		}
+		state, err := snapshotStateType(def)
+		if err != nil {
+			return err
+		}
+		if err := checkSnapshotStateCached(def, state); err != nil {
+			return err
+		}
+		if state == nil || !HasPersonalData(state) {
+			continue
+		}
+		if r.cfg.Protector == nil {
+			return fmt.Errorf("flux: aggregate %q: snapshot state %v has fields marked as personal data (pii tags) but Config.Protector is nil; configure pii.New so they are encrypted", name, state)
+		}
+		if c, ok := r.cfg.Protector.(interface{ CheckType(reflect.Type) error }); ok {
+			if err := c.CheckType(state); err != nil {
+				return fmt.Errorf("flux: aggregate %q: snapshot state %v cannot be protected: %w", name, state, err)
+			}
+		}
+	}
+	return nil
+}
+
+// snapshotStateType returns the Go type SnapshotState returns for a new
+// aggregate of def (nil when it returns nil).
+func snapshotStateType(def *aggregateDef) (t reflect.Type, err error) {
+	a, err := def.new()
+	if err != nil {
+		return nil, err
+	}
+	s, ok := a.(Snapshotter)
+	if !ok {
+		return nil, nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, fmt.Errorf("flux: aggregate %q: SnapshotState panicked on a new aggregate (%v); it must work on an empty aggregate so its state type can be checked at start-up", def.name, p)
+		}
+	}()
+	if st := s.SnapshotState(); st != nil {
+		return reflect.TypeOf(st), nil
+	}
+	return nil, nil
 }
 
 // Store returns the repository's event store.
@@ -322,30 +378,49 @@ func (r *Repository) prepare(ctx context.Context, aggs []Aggregate) (AppendReque
 		req.Streams = append(req.Streams, s)
 		roots = append(roots, root)
 		if p := def.snapshot; p != nil && root.version-root.snapshotVersion >= int64(p.Every) {
-			w, err := r.snapshotOf(ctx, def, a, now)
+			w, ok, err := r.snapshotOf(ctx, def, a, now)
 			if err != nil {
 				return req, nil, err
 			}
-			req.Snapshots = append(req.Snapshots, w)
+			if ok {
+				req.Snapshots = append(req.Snapshots, w)
+			}
 		}
 	}
 	return req, roots, nil
 }
 
-// snapshotOf encodes the aggregate's state as a snapshot at its version.
-func (r *Repository) snapshotOf(ctx context.Context, def *aggregateDef, a Aggregate, now time.Time) (SnapshotWrite, error) {
+// snapshotOf encodes the aggregate's state as a snapshot at its version,
+// and reports false when none is to be written (its subject was forgotten).
+func (r *Repository) snapshotOf(ctx context.Context, def *aggregateDef, a Aggregate, now time.Time) (SnapshotWrite, bool, error) {
 	root := a.root()
 	state := a.(Snapshotter).SnapshotState()
+	var st reflect.Type
+	if state != nil {
+		st = reflect.TypeOf(state)
+	}
+	if err := checkSnapshotStateCached(def, st); err != nil {
+		return SnapshotWrite{}, false, fmt.Errorf("save %s %q: snapshot at version %d: %w", def.name, root.id, root.version, err)
+	}
 	data, err := json.Marshal(state)
 	if err != nil {
-		return SnapshotWrite{}, fmt.Errorf("save %s %q: encode snapshot at version %d: %w", def.name, root.id, root.version, err)
+		return SnapshotWrite{}, false, fmt.Errorf("save %s %q: encode snapshot at version %d: %w", def.name, root.id, root.version, err)
 	}
-	if state != nil && HasPersonalData(reflect.TypeOf(state)) {
+	if st != nil && HasPersonalData(st) {
 		if r.cfg.Protector == nil {
-			return SnapshotWrite{}, fmt.Errorf("save %s %q: the snapshot state %T has personal data fields but Config.Protector is nil", def.name, root.id, state)
+			return SnapshotWrite{}, false, fmt.Errorf("save %s %q: the snapshot state %T has personal data fields but Config.Protector is nil", def.name, root.id, state)
 		}
 		if data, err = r.cfg.Protector.Protect(ctx, state, data, snapshotScope(root.id, root.version)); err != nil {
-			return SnapshotWrite{}, fmt.Errorf("save %s %q: snapshot at version %d: %w", def.name, root.id, root.version, err)
+			if errors.Is(err, ErrSubjectForgotten) {
+				// A snapshot is a cache: the state of a forgotten subject
+				// holds replacement values, and storing it would need a
+				// key the subject no longer has. Loads keep using the
+				// older snapshot (unreadable now) and the events.
+				r.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "flux: no snapshot of a forgotten subject's aggregate",
+					slog.String("aggregate_type", def.name), slog.String("stream", root.id), slog.Int64("version", root.version))
+				return SnapshotWrite{}, false, nil
+			}
+			return SnapshotWrite{}, false, fmt.Errorf("save %s %q: snapshot at version %d: %w", def.name, root.id, root.version, err)
 		}
 	}
 	return SnapshotWrite{
@@ -354,7 +429,7 @@ func (r *Repository) snapshotOf(ctx context.Context, def *aggregateDef, a Aggreg
 			SchemaVersion: def.snapshot.Schema, Data: data, CreatedAt: now,
 		},
 		Keep: def.snapshot.Keep,
-	}, nil
+	}, true, nil
 }
 
 // LoadOptions select which state of an aggregate a load rebuilds. The zero

@@ -15,8 +15,16 @@ import "reflect"
 // Use a dedicated state struct when the exported fields are not the state,
 // and bump SnapshotPolicy.Schema whenever that state changes shape: older
 // snapshots are then ignored (and replaced on a later save), never decoded
-// into the wrong shape. Fields marked as personal data (pii tags) stay
-// encrypted in snapshots.
+// into the wrong shape.
+//
+// Personal data: when the aggregate's events carry fields marked
+// `pii:"data"`, the state must mark the fields that hold that data too (and
+// name its subject with a `pii:"subject"` field or a PersonalDataSubject
+// method); they are then encrypted under the subject's key like the events,
+// and read as replacement values once the subject is forgotten.
+// NewRepository refuses a state that would store such data in clear, naming
+// the state field and the event field; see SnapshotPolicy.NoPersonalData
+// for the explicit opt-out.
 type Snapshotter interface {
 	// SnapshotState returns the state to store, encoded as JSON.
 	SnapshotState() any
@@ -40,6 +48,16 @@ type SnapshotPolicy struct {
 	// Disabled turns snapshots off for an aggregate type that implements
 	// Snapshotter.
 	Disabled bool
+	// NoPersonalData declares that the snapshot state holds none of the
+	// personal data of the aggregate's events, so it may be stored as it
+	// is. Without it, NewRepository refuses an aggregate whose events have
+	// `pii:"data"` fields unless its snapshot state marks its own personal
+	// fields (which are then encrypted under the subject's key, like the
+	// events'). The cost of declaring it wrongly: whatever personal data the
+	// state does hold is written in clear to the snapshots table and is not
+	// reached by Forget (only deleting the snapshots removes it). Use it for
+	// states that keep only derived, non-personal facts (a count, a flag).
+	NoPersonalData bool
 }
 
 // Default snapshot settings.
