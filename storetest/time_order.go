@@ -1,0 +1,248 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fluxcapacitor/flux"
+)
+
+// clockTicked is the event of the time-order test.
+type clockTicked struct {
+	Writer int `json:"w"`
+}
+
+// clockCounter counts its events; it takes snapshots, so LoadAt's
+// snapshot path is exercised.
+type clockCounter struct {
+	flux.Root
+	N int `json:"n"`
+}
+
+func (c *clockCounter) Apply(e any) {
+	if _, ok := e.(clockTicked); ok {
+		c.N++
+	}
+}
+
+func (c *clockCounter) SnapshotState() any                          { return c }
+func (c *clockCounter) RestoreSnapshot(decode func(any) error) error { return decode(c) }
+
+// timeQuery is one question asked of the store: the version of stream at
+// time at, as LoadAt (snapshots), Events{Until} and a replay of the stream
+// answer it.
+type timeQuery struct {
+	stream string
+	at     time.Time
+	answer int64
+}
+
+// testTimeOrder: four writers with the real clock and one whose clock is
+// 2 s ahead save aggregates of four streams concurrently through
+// repositories (each with its own clock, as separate application instances
+// have). Stored times must not decrease along the global log or within a
+// stream, and 200 LoadAt questions about times before the log's last time,
+// asked during and after the run, must get the same answer from every
+// path (snapshot, Events, replay) and the same answer when asked again
+// after the run.
+func testTimeOrder(t *testing.T, h Harness) {
+	s := h.New(t)
+	reg, err := flux.NewRegistry(flux.AggregateType("ClockCounter", func() *clockCounter { return new(clockCounter) },
+		flux.EventType[clockTicked]("ClockTicked", 1), flux.Snapshots(flux.SnapshotPolicy{Every: 3, Keep: 2})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 5 // the last one's clock is 2 s ahead
+	repos := make([]*flux.Repository, writers)
+	for w := range repos {
+		clock := time.Now
+		if w == writers-1 {
+			clock = func() time.Time { return time.Now().Add(2 * time.Second) }
+		}
+		if repos[w], err = flux.NewRepository(flux.Config{Store: s, Registry: reg, Clock: clock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := repos[0]
+	streams := []string{"clock-0", "clock-1", "clock-2", "clock-3"}
+	per := 30
+	if h.Short || testing.Short() {
+		per = 12
+	}
+	ctx := context.Background()
+	start := time.Now().Add(-time.Second)
+
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 13))
+			for i := 0; i < per; i++ {
+				id := streams[rng.IntN(len(streams))]
+				for attempt := 0; ; attempt++ {
+					c, err := flux.Load[*clockCounter](ctx, repos[w], id)
+					if errors.Is(err, flux.ErrAggregateNotFound) {
+						c, err = flux.NewAggregate[*clockCounter](reg, id)
+					}
+					if err != nil {
+						t.Errorf("writer %d: load %s: %v", w, id, err)
+						return
+					}
+					flux.Raise(c, clockTicked{Writer: w})
+					err = repos[w].Save(ctx, c)
+					if errors.Is(err, flux.ErrConcurrencyConflict) && attempt < 1000 {
+						time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+						continue
+					}
+					if err != nil {
+						t.Errorf("writer %d: save %s: %v", w, id, err)
+						return
+					}
+					break
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+
+	// ask answers one question by the three paths, which must agree.
+	ask := func(stream string, at time.Time) (int64, error) {
+		viaLoad := int64(0)
+		c, err := flux.LoadAt[*clockCounter](ctx, repo, stream, at)
+		switch {
+		case errors.Is(err, flux.ErrAggregateNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("LoadAt(%s, %v): %w", stream, at, err)
+		default:
+			viaLoad = c.Version()
+			if int64(c.N) != viaLoad {
+				return 0, fmt.Errorf("LoadAt(%s, %v) = version %d with %d events applied", stream, at, viaLoad, c.N)
+			}
+		}
+		viaEvents := int64(0)
+		for env, err := range repo.Events(ctx, stream, &flux.EventsOptions{Until: at}) {
+			if err != nil {
+				return 0, err
+			}
+			viaEvents = env.StreamVersion
+		}
+		viaReplay := int64(0)
+		for rec, err := range s.ReadStream(ctx, stream, flux.ReadStreamOptions{}) {
+			if err != nil {
+				return 0, err
+			}
+			if rec.OccurredAt.After(at) {
+				break
+			}
+			viaReplay = rec.StreamVersion
+		}
+		if viaLoad != viaEvents || viaLoad != viaReplay {
+			return 0, fmt.Errorf("stream %s at %v: LoadAt says version %d, Events{Until} %d, a replay %d",
+				stream, at.Format(time.RFC3339Nano), viaLoad, viaEvents, viaReplay)
+		}
+		return viaLoad, nil
+	}
+	// question picks a stream and a time before the log's last time: no
+	// later commit may change the answer.
+	rng := rand.New(rand.NewPCG(7, 7))
+	question := func() (timeQuery, bool) {
+		var last time.Time
+		for rec, err := range s.ReadAll(ctx, flux.ReadAllOptions{}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.OccurredAt.After(last) {
+				last = rec.OccurredAt
+			}
+		}
+		span := last.Sub(start)
+		if span <= 0 {
+			return timeQuery{}, false
+		}
+		at := flux.NormalizeTime(start.Add(time.Duration(rng.Int64N(int64(span)))))
+		if !at.Before(last) {
+			return timeQuery{}, false
+		}
+		return timeQuery{stream: streams[rng.IntN(len(streams))], at: at}, true
+	}
+
+	const questions = 200
+	var asked []timeQuery
+	running := true
+	for len(asked) < questions {
+		if running {
+			select {
+			case <-done:
+				running = false
+			default:
+			}
+		}
+		q, ok := question()
+		if !ok {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		answer, err := ask(q.stream, q.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.answer = answer
+		asked = append(asked, q)
+		if running && len(asked) == questions/2 {
+			<-done // the second half is asked after the run
+			running = false
+		}
+	}
+	<-done
+	if t.Failed() {
+		return
+	}
+
+	// Time order is log order, globally and per stream.
+	var prev time.Time
+	perStream := map[string]time.Time{}
+	n := 0
+	for rec, err := range s.ReadAll(ctx, flux.ReadAllOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if rec.OccurredAt.Before(prev) {
+			t.Errorf("position %d (%s v%d) occurred at %v, before position %d's %v",
+				rec.Position, rec.StreamID, rec.StreamVersion, rec.OccurredAt.Format(time.RFC3339Nano), rec.Position-1, prev.Format(time.RFC3339Nano))
+		}
+		if p := perStream[rec.StreamID]; rec.OccurredAt.Before(p) {
+			t.Errorf("stream %s version %d occurred at %v, before version %d's %v",
+				rec.StreamID, rec.StreamVersion, rec.OccurredAt.Format(time.RFC3339Nano), rec.StreamVersion-1, p.Format(time.RFC3339Nano))
+		}
+		prev, perStream[rec.StreamID] = rec.OccurredAt, rec.OccurredAt
+	}
+	if n != writers*per {
+		t.Fatalf("log has %d events, want %d", n, writers*per)
+	}
+
+	// Every answer stands.
+	changed := 0
+	for _, q := range asked {
+		answer, err := ask(q.stream, q.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if answer != q.answer {
+			changed++
+			if changed <= 5 {
+				t.Errorf("stream %s at %v: version %d, later %d", q.stream, q.at.Format(time.RFC3339Nano), q.answer, answer)
+			}
+		}
+	}
+	if changed > 0 {
+		t.Errorf("%d of %d LoadAt answers changed after later commits", changed, len(asked))
+	}
+}
