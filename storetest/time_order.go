@@ -78,12 +78,16 @@ func testTimeOrder(t *testing.T, h Harness) {
 	start := time.Now().Add(-time.Second)
 
 	var wg sync.WaitGroup
+	startWriters := make(chan struct{})
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 13))
+			<-startWriters
 			for i := 0; i < per; i++ {
+				// Pauses interleave the writers even on a fast store.
+				time.Sleep(time.Duration(rng.IntN(400)) * time.Microsecond)
 				id := streams[rng.IntN(len(streams))]
 				for attempt := 0; ; attempt++ {
 					c, err := flux.Load[*clockCounter](ctx, repos[w], id)
@@ -109,6 +113,7 @@ func testTimeOrder(t *testing.T, h Harness) {
 			}
 		}()
 	}
+	close(startWriters)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
