@@ -30,7 +30,7 @@ func (c *clockCounter) Apply(e any) {
 	}
 }
 
-func (c *clockCounter) SnapshotState() any                          { return c }
+func (c *clockCounter) SnapshotState() any                           { return c }
 func (c *clockCounter) RestoreSnapshot(decode func(any) error) error { return decode(c) }
 
 // timeQuery is one question asked of the store: the version of stream at
