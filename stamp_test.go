@@ -58,7 +58,9 @@ func TestStampTimes(t *testing.T) {
 
 type publisherFunc func(ctx context.Context, events []flux.Envelope) error
 
-func (f publisherFunc) Publish(ctx context.Context, events []flux.Envelope) error { return f(ctx, events) }
+func (f publisherFunc) Publish(ctx context.Context, events []flux.Envelope) error {
+	return f(ctx, events)
+}
 
 // TestSaveBehindTheLogPublishesStoredTimes: a repository whose clock is
 // behind the log's last time stores its events at that time, and the
