@@ -750,6 +750,12 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	} else {
 		args = insertStatement(&b, args, st, 0, n, base, false, 0, n)
 	}
+	// Hand the log's last time back in this round trip: an UPDATE that
+	// changes nothing reports LAST_INSERT_ID(expr) as its insert ID (SET
+	// and DO do not), here the time in microseconds since 1970 (0 for an
+	// empty log). Its affected-rows count is not checked.
+	b.WriteString(";UPDATE flux_log_head SET position = position + 0 * LAST_INSERT_ID(GREATEST(0, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', CAST(@flux_prev AS DATETIME(6))))) WHERE id = 1")
+	want = append(want, -1)
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
@@ -783,9 +789,11 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	if affected[2] != want[2] { // the stream has no event at the expected version
 		return flux.AppendResult{}, s.conflict(ctx, tx, st, base)
 	}
-	// The times given, as a running maximum; the stored ones are later
-	// only if the log's last time was (this instance's clock is behind).
-	res := flux.AppendResult{Positions: make([]int64, n), Versions: []int64{base + int64(n)}, OccurredAt: flux.StampTimes(req, time.Time{})}
+	var prev time.Time
+	if us := ids[len(ids)-1]; us > 0 {
+		prev = time.UnixMicro(us).UTC()
+	}
+	res := flux.AppendResult{Positions: make([]int64, n), Versions: []int64{base + int64(n)}, OccurredAt: flux.StampTimes(req, prev)}
 	for i := range res.Positions {
 		res.Positions[i] = ids[0] - int64(n) + 1 + int64(i)
 	}

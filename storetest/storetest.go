@@ -73,6 +73,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("reader never skips a lower position that commits later", func(t *testing.T) { t.Parallel(); testHeldTransaction(t, h) })
 	t.Run("a live subscription sees every event once under 8 writers", func(t *testing.T) { t.Parallel(); testSubscriptionUnderWriters(t, h) })
 	t.Run("times follow the log under 4 writers and one with a clock 2s ahead", func(t *testing.T) { t.Parallel(); testTimeOrder(t, h) })
+	t.Run("an event given a time before the log's last is stored at it", func(t *testing.T) { t.Parallel(); testStoredTimes(t, h) })
 	t.Run("32 commands on one aggregate all apply with the default retries", func(t *testing.T) { t.Parallel(); testRetriesFinish(t, h) })
 	t.Run("snapshots", func(t *testing.T) { t.Parallel(); testSnapshots(t, h) })
 	t.Run("idempotency keys", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })

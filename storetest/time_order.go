@@ -251,3 +251,64 @@ func testTimeOrder(t *testing.T, h Harness) {
 		t.Errorf("%d of %d LoadAt answers changed after later commits", changed, len(asked))
 	}
 }
+
+// testStoredTimes: an event given a time earlier than the log's last is
+// stored at the log's last time, for every kind of expectation; the
+// append's result reports the stored times, and a snapshot gets the time
+// of the event at its version.
+func testStoredTimes(t *testing.T, h Harness) {
+	s := h.New(t)
+	ctx := context.Background()
+	res := mustAppend(t, s, stream("ahead", flux.NoStream, event("E", `{}`, base.Add(10*time.Second))))
+	if len(res.OccurredAt) != 1 || !res.OccurredAt[0].Equal(base.Add(10*time.Second)) {
+		t.Fatalf("result times %v, want [%v]", res.OccurredAt, base.Add(10*time.Second))
+	}
+	last := base.Add(10 * time.Second) // the log's last time
+	for i, c := range []struct {
+		id  string
+		exp flux.ExpectedVersion
+		n   int
+	}{{"behind-new", flux.NoStream, 1}, {"behind-new-2", flux.NoStream, 3}, {"ahead", 1, 1}, {"ahead", 2, 2}, {"ahead", flux.Any, 1}, {"ahead", flux.StreamExists, 1}} {
+		evs := make([]flux.EventData, c.n)
+		for j := range evs {
+			evs[j] = event("E", `{}`, base.Add(time.Duration(j)*time.Second)) // behind the log
+		}
+		if i == 3 {
+			evs[1].OccurredAt = last.Add(time.Second) // ahead: kept, and later ones follow it
+		}
+		res := mustAppend(t, s, stream(c.id, c.exp, evs...))
+		if len(res.OccurredAt) != c.n {
+			t.Fatalf("append %d: %d result times, want %d", i, len(res.OccurredAt), c.n)
+		}
+		for j, at := range res.OccurredAt {
+			if evs[j].OccurredAt.After(last) {
+				last = evs[j].OccurredAt
+			}
+			if !at.Equal(last) {
+				t.Fatalf("append %d (%s expecting %v): result time %d = %v, want %v", i, c.id, c.exp, j, at, last)
+			}
+		}
+	}
+	var prev time.Time
+	for _, r := range readAll(t, s, flux.ReadAllOptions{}) {
+		if r.OccurredAt.Before(prev) {
+			t.Fatalf("position %d at %v, before %v", r.Position, r.OccurredAt, prev)
+		}
+		prev = r.OccurredAt
+	}
+	ss, ok := s.(flux.SnapshotStore)
+	if !ok {
+		return
+	}
+	v := int64(len(readStream(t, s, "ahead", flux.ReadStreamOptions{})))
+	if _, err := s.Append(ctx, flux.AppendRequest{
+		Streams:   []flux.StreamAppend{stream("ahead", flux.ExpectedVersion(v), event("E", `{}`, base))},
+		Snapshots: []flux.SnapshotWrite{snap("ahead", v+1, 1, `{}`, base, 0)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sn, found, err := ss.LoadSnapshot(ctx, "ahead", flux.SnapshotQuery{SchemaVersion: 1})
+	if err != nil || !found || !sn.CreatedAt.Equal(last) {
+		t.Fatalf("snapshot at %v (found %v, %v), want the stored time of its event, %v", sn.CreatedAt, found, err, last)
+	}
+}
