@@ -728,7 +728,9 @@ type EventsOptions struct {
 	Types []any
 	// Names keeps only events with these registered names.
 	Names []string
-	// Since and Until bound the occurred-at time, inclusive.
+	// Since and Until bound the occurred-at time, inclusive. Until ends
+	// the stream at its first later event, so Events with Until: t yields
+	// exactly the events LoadAt(t) applies.
 	Since, Until time.Time
 	// FromVersion and ToVersion bound the stream version, inclusive.
 	FromVersion, ToVersion int64
