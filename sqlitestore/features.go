@@ -442,13 +442,19 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, err
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: one conditional
+// statement moves the checkpoint only from cp.Supersedes.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
-	_, err := s.wdb.ExecContext(ctx, upsertCheckpoint, cp.Name, cp.Position, formatTime(cp.UpdatedAt))
-	return s.writeError(ctx, "save checkpoint", err)
+	var err error
+	if cp.Supersedes == projection.AnyPosition {
+		_, err = s.wdb.ExecContext(ctx, upsertCheckpoint, cp.Name, cp.Position, formatTime(cp.UpdatedAt))
+	} else {
+		err = moveCheckpoint(ctx, s.wdb, cp.Supersedes, cp)
+	}
+	return s.checkpointError(ctx, "save checkpoint "+cp.Name, err)
 }
 
 const upsertCheckpoint = `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
