@@ -452,7 +452,7 @@ func TestMissingKeyIsNotForgetting(t *testing.T) {
 	if !errors.Is(err, pii.ErrKeyMissing) || errors.Is(err, flux.ErrSubjectForgotten) || !errors.As(err, &fe) || fe.Field != "email" || fe.Reason() != "key_missing" {
 		t.Fatalf("keyless load err = %v, want ErrKeyMissing naming the field", err)
 	}
-	if strings.Contains(err.Error(), "@example.com") {
+	if strings.Contains(err.Error(), "canary") {
 		t.Fatalf("error quotes personal data: %v", err)
 	}
 	// Forgetting the subject on purpose turns the same data into erasure.
@@ -845,3 +845,74 @@ func TestDirectPathCopiesWhatItKeepsAndScrubsOnError(t *testing.T) {
 		t.Fatalf("err %v, email %q; want ErrTampered and an empty email", err, moved.Email)
 	}
 }
+
+type SignUp struct{ ID string }
+
+// SignedUp is a command result with personal data: the idempotency record
+// keeps a copy of it.
+type SignedUp struct {
+	UserID string `json:"userId" pii:"subject"`
+	Email  string `json:"email" pii:"data"`
+}
+
+func TestIdempotencyRecordsEncryptPersonalResults(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t, nil, secret, pii.Config{Replacement: "[forgotten]"})
+	bus, err := flux.NewCommandBus(flux.CommandBusConfig{Repository: e.repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flux.HandleCommandResult(bus, func(ctx context.Context, c SignUp) (SignedUp, error) {
+		m := new(Member)
+		m.SetID(c.ID)
+		flux.Raise(m, profile(c.ID))
+		if err := flux.Track(ctx, m); err != nil {
+			return SignedUp{}, err
+		}
+		return SignedUp{UserID: c.ID, Email: c.ID + "@canary.example"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	kctx := flux.WithIdempotencyKey(ctx, "signup-i1")
+	first, err := flux.DispatchResult[SignedUp](kctx, bus, SignUp{ID: "i1"})
+	if err != nil || first.Email != "i1@canary.example" {
+		t.Fatalf("first = %+v, %v", first, err)
+	}
+	rec, found, err := e.store.LookupIdempotency(ctx, "signup-i1")
+	if err != nil || !found {
+		t.Fatalf("record: %v %v", found, err)
+	}
+	if bytes.Contains(rec.Result, []byte("canary")) || !bytes.Contains(rec.Result, []byte(pii.EnvelopePrefix)) {
+		t.Fatalf("idempotency record holds the result in clear: %s", rec.Result)
+	}
+	again, err := flux.DispatchResult[SignedUp](flux.WithIdempotencyKey(ctx, "signup-i1"), bus, SignUp{ID: "i1"})
+	if err != nil || again != first {
+		t.Fatalf("duplicate = %+v, %v; want %+v", again, err, first)
+	}
+	if _, err := e.prot.Forget(ctx, "i1", pii.ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := flux.DispatchResult[SignedUp](flux.WithIdempotencyKey(ctx, "signup-i1"), bus, SignUp{ID: "i1"})
+	if err != nil || gone.Email != "[forgotten]" || gone.UserID != "i1" {
+		t.Fatalf("after Forget = %+v, %v", gone, err)
+	}
+
+	// Without a protector, such a result type is refused at registration.
+	reg, err := flux.NewRegistry(flux.AggregateType("Plain", func() *plainAgg { return new(plainAgg) }, flux.EventType[PlanChanged]("PlanChanged", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: reg})
+	if err == nil {
+		plain, _ := flux.NewCommandBus(flux.CommandBusConfig{Repository: repo})
+		err = flux.HandleCommandResult(plain, func(context.Context, SignUp) (SignedUp, error) { return SignedUp{}, nil })
+	}
+	if !errors.Is(err, flux.ErrPersonalData) {
+		t.Fatalf("no protector: err = %v", err)
+	}
+}
+
+type plainAgg struct{ flux.Root }
+
+func (*plainAgg) Apply(any) {}
