@@ -135,4 +135,3 @@ func BenchmarkLoad10kFromSnapshot(b *testing.B) {
 		})
 	}
 }
-
