@@ -22,6 +22,14 @@
 // version is checked in the INSERT itself (the row is only inserted when
 // version = expected exists), so neither a stale writer nor one that
 // expects a version the stream has not reached can write.
+//
+// # Storage
+//
+// JSON (payloads, metadata, snapshot data, idempotency results) is stored
+// as TEXT, byte for byte as written, so the sqlite3 shell's .dump shows it
+// as text and json_extract reads it, as with PostgreSQL and MariaDB.
+// Migrate converts the BLOBs that versions before schema 3 stored; see
+// Store.Migrated for what it did.
 package sqlitestore
 
 import (
