@@ -330,3 +330,45 @@ func firstDiff(got, want []byte) string {
 	from := max(0, i-200)
 	return fmt.Sprintf("got  ...%s\nwant ...%s", got[from:min(len(got), i+200)], want[from:min(len(want), i+200)])
 }
+
+// JSON is bound without a copy (text.go): SQLite must have its own copy
+// once Append returns, so a caller reusing its buffers changes nothing
+// stored.
+func TestTextArgumentsAreCopiedByTheDriver(t *testing.T) {
+	s := openTemp(t, nil)
+	payload := []byte(`{"amount":1}`)
+	data := []byte(`{"balance":1}`)
+	result := []byte(`{"ok":1}`)
+	at := time.Now()
+	_, err := s.Append(t.Context(), flux.AppendRequest{
+		Idempotency: &flux.IdempotencyRecord{Key: "k", Result: result, CreatedAt: at},
+		Streams: []flux.StreamAppend{{StreamID: "s", AggregateType: "T", Expected: flux.NoStream,
+			Events: []flux.EventData{{EventID: ids.New(), EventName: "E", EventVersion: 1, Payload: payload, OccurredAt: at}}}},
+		Snapshots: []flux.SnapshotWrite{{Snapshot: flux.Snapshot{StreamID: "s", AggregateType: "T", Version: 1, SchemaVersion: 1, Data: data, CreatedAt: at}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{payload, data, result} {
+		copy(b, bytes.Repeat([]byte("9"), len(b)))
+	}
+	var got []string
+	for r, err := range s.ReadStream(t.Context(), "s", flux.ReadStreamOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(r.Payload))
+	}
+	sn, _, err := s.LoadSnapshot(t.Context(), "s", flux.SnapshotQuery{SchemaVersion: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := s.LookupIdempotency(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, string(sn.Data), string(rec.Result))
+	if want := []string{`{"amount":1}`, `{"balance":1}`, `{"ok":1}`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("stored %q after the caller reused its buffers, want %q", got, want)
+	}
+}
