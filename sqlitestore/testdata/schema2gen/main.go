@@ -4,12 +4,13 @@
 // testdata/schema2.golden.json, what that version read back from it.
 // TestMigrateSchema2Fixture migrates a copy and compares.
 //
-// The fixture was made at commit bc1d311; to make it again, check that
-// commit out in a worktree and run, from its sqlitestore directory:
+// The fixture was made with the store of commit bc1d311 (schema version
+// 2). To make it again, copy this directory into a worktree of that commit
+// and run, from its sqlitestore directory:
 //
 //	go run ./testdata/schema2gen
 //
-// Run from a later commit it would write TEXT rows and prove nothing.
+// Run against a later store it would write TEXT rows and prove nothing.
 package main
 
 import (
