@@ -48,6 +48,12 @@ var (
 	// clear text off as protected data. Re-encrypt the events, or set
 	// Config.AllowUnencrypted while migrating.
 	ErrNotEncrypted = errors.New("pii: a personal data field is stored in clear")
+
+	// ErrUndecodable: data with personal fields was decrypted but does
+	// not decode into the Go type (a field's type changed without an
+	// upcaster). The decoder's own message is not passed on: it can quote
+	// the decrypted value.
+	ErrUndecodable = errors.New("pii: decrypted data does not decode into the type")
 )
 
 // FieldError names the field (as a JSON path such as "address.street" or
@@ -79,7 +85,7 @@ func (e *FieldError) Is(target error) bool { return target == flux.ErrPersonalDa
 
 // Reason classifies the failure for metrics (flux.NoticePersonalData):
 // "tampered", "wrong_secret", "forgotten", "no_subject",
-// "unsupported_field", "bad_envelope", "key_missing", "not_encrypted" or
+// "unsupported_field", "bad_envelope", "key_missing", "not_encrypted", "undecodable" or
 // "key_store".
 func (e *FieldError) Reason() string {
 	switch {
@@ -99,6 +105,8 @@ func (e *FieldError) Reason() string {
 		return "key_missing"
 	case errors.Is(e.Err, ErrNotEncrypted):
 		return "not_encrypted"
+	case errors.Is(e.Err, ErrUndecodable):
+		return "undecodable"
 	default:
 		return "key_store"
 	}

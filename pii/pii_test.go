@@ -916,3 +916,35 @@ func TestIdempotencyRecordsEncryptPersonalResults(t *testing.T) {
 type plainAgg struct{ flux.Root }
 
 func (*plainAgg) Apply(any) {}
+
+type typedAsText struct {
+	ID  string `json:"id" pii:"subject"`
+	Age string `json:"age" pii:"data"`
+	Zip string `json:"zip" pii:"data"`
+}
+
+type typedAsNumber struct {
+	ID  string `json:"id" pii:"subject"`
+	Age int    `json:"age,string" pii:"data"`
+	Zip int    `json:"zip" pii:"data"`
+}
+
+// A decrypted value that does not fit its Go type fails the load without
+// the decoder quoting it.
+func TestDecodeErrorsDoNotQuoteDecryptedValues(t *testing.T) {
+	t.Parallel()
+	prot, err := pii.New(pii.Config{Keys: memstore.New(), Secret: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := typedAsText{ID: "d1", Age: "CANARY-age", Zip: "CANARY-zip"}
+	sealed, err := prot.Protect(t.Context(), v, mustJSON(v), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out typedAsNumber
+	_, err = prot.Unprotect(t.Context(), sealed, &out, "s")
+	if !errors.Is(err, pii.ErrUndecodable) || strings.Contains(err.Error(), "CANARY") {
+		t.Fatalf("err = %v", err)
+	}
+}

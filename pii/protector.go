@@ -295,9 +295,23 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 		plainPool.Put(bp)
 	}
 	if err != nil {
-		return nil, err
+		return nil, decodeError(pl, subject, err)
 	}
 	return forgotten, nil
+}
+
+// decodeError reports that decrypted data did not decode into the target
+// without the decoder's message, which can quote the value ("trying to
+// unmarshal \"ada@example.com\" into int"): only the field, the JSON kind
+// and the Go type are kept.
+func decodeError(pl *plan, subject string, err error) error {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		return &FieldError{Type: pl.typeName, Field: ute.Field, Subject: subject,
+			Err: fmt.Errorf("%w: a JSON %s does not decode into %v", ErrUndecodable, ute.Value, ute.Type)}
+	}
+	return &FieldError{Type: pl.typeName, Subject: subject,
+		Err: fmt.Errorf("%w: the decoder's message is withheld, since it may quote personal data; check that the type's fields match the stored event (an upcaster may be missing)", ErrUndecodable)}
 }
 
 // unprotectDirect is Unprotect for plans whose personal fields are all
