@@ -22,7 +22,7 @@ type Checkpoint struct {
 	// cannot move its checkpoint backwards, and a deliberate move back (a
 	// reset) names the position it replaces. AnyPosition saves
 	// unconditionally. Loaded checkpoints leave it 0.
-	Supersedes int64
+	Supersedes int64 `json:",omitempty"`
 }
 
 // AnyPosition, as Checkpoint.Supersedes, makes SaveCheckpoint create or
