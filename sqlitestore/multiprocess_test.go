@@ -32,11 +32,16 @@ func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
 func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *warnCounter) WithGroup(string) slog.Handler      { return w }
 
-const sharedProjection = "shared-across-processes"
+const (
+	sharedProjection   = "shared-across-processes"
+	sharedTxProjection = "shared-tx-across-processes"
+)
 
-// runSharedProjector runs the at-least-once projection sharedProjection on
-// the database at path, appending the position of every event it handles
-// to the file out, until the file stop exists; then it prints its status.
+// runSharedProjector runs, on the database at path, the at-least-once
+// projection sharedProjection, appending the position of every event it
+// handles to the file out, and the exactly-once projection
+// sharedTxProjection, counting into the table shared_counts, until the
+// file stop exists; then it prints its status.
 func runSharedProjector(t *testing.T, path, out, stop string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -63,6 +68,9 @@ func runSharedProjector(t *testing.T, path, out, stop string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := r.Add(countingProjection(s, sharedTxProjection, "shared_counts")); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	fmt.Println("projecting")
@@ -78,14 +86,20 @@ func runSharedProjector(t *testing.T, path, out, stop string) {
 	}
 	cancel()
 	<-done
-	fmt.Printf("status failures=%d warnings=%d processed=%d lasterror=%q\n", st[0].Failures, warns.n.Load(), st[0].Processed, st[0].LastError)
+	failures, lastErrors := 0, ""
+	for _, s := range st {
+		failures += s.Failures
+		lastErrors += s.LastError
+	}
+	fmt.Printf("status failures=%d warnings=%d processed=%d+%d lasterror=%q\n", failures, warns.n.Load(), st[0].Processed, st[1].Processed, lastErrors)
 }
 
-// TestThreeProcessesShareAProjection runs one at-least-once projection in
-// three processes on one database file while this process appends: the
-// checkpoint never moves backwards, every event is handled by some
-// process, and none of them counts a failure or logs a warning for losing
-// a race to another.
+// TestThreeProcessesShareAProjection runs an at-least-once and an
+// exactly-once (NewTx) projection in three processes on one database file
+// while this process appends: no checkpoint ever moves backwards, every
+// event is handled by some process (and applied exactly once by the
+// transactional projection), and no process counts a failure or logs a
+// warning for losing a race to another.
 func TestThreeProcessesShareAProjection(t *testing.T) {
 	if path := os.Getenv("FLUX_SHARED_PROJECTOR"); path != "" {
 		runSharedProjector(t, path, os.Getenv("FLUX_SHARED_OUT"), os.Getenv("FLUX_SHARED_STOP"))
@@ -101,6 +115,7 @@ func TestThreeProcessesShareAProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	createCountTables(t, path, "shared_counts")
 
 	const procs = 3
 	type child struct {
@@ -154,7 +169,7 @@ func TestThreeProcessesShareAProjection(t *testing.T) {
 	backwards := make(chan []string, 1)
 	go func() {
 		var seen []string
-		last := int64(0)
+		var last [2]int64
 		for {
 			select {
 			case <-watchDone:
@@ -162,11 +177,13 @@ func TestThreeProcessesShareAProjection(t *testing.T) {
 				return
 			default:
 			}
-			cp, err := s.LoadCheckpoint(ctx, sharedProjection)
-			if err == nil && cp.Position < last {
-				seen = append(seen, fmt.Sprintf("%d -> %d", last, cp.Position))
+			for i, name := range []string{sharedProjection, sharedTxProjection} {
+				cp, err := s.LoadCheckpoint(ctx, name)
+				if err == nil && cp.Position < last[i] {
+					seen = append(seen, fmt.Sprintf("%s: %d -> %d", name, last[i], cp.Position))
+				}
+				last[i] = max(last[i], cp.Position)
 			}
-			last = max(last, cp.Position)
 		}
 	}()
 	appends, per := 80, 5
@@ -192,7 +209,11 @@ func TestThreeProcessesShareAProjection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cp.Position >= total {
+		txcp, err := s.LoadCheckpoint(ctx, sharedTxProjection)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Position >= total && txcp.Position >= total {
 			break
 		}
 		select {
@@ -244,5 +265,12 @@ func TestThreeProcessesShareAProjection(t *testing.T) {
 		}
 		times += handled[p]
 	}
-	t.Logf("%d events handled %d times by %d processes; %s", total, times, procs, strings.Join(statuses, "; "))
+	var counted, applied int64
+	if err := s.DB().QueryRow(`SELECT COALESCE(SUM(n), 0), (SELECT COUNT(*) FROM shared_counts_applied) FROM shared_counts`).Scan(&counted, &applied); err != nil {
+		t.Fatal(err)
+	}
+	if counted != total || applied != total {
+		t.Fatalf("the exactly-once projection counted %d events, %d applied; want %d", counted, applied, total)
+	}
+	t.Logf("%d events handled %d times (at least once) and %d times (exactly once) by %d processes; %s", total, times, counted, procs, strings.Join(statuses, "; "))
 }
