@@ -1,0 +1,264 @@
+package flux_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// docBlock is one ```go block of a Markdown file.
+type docBlock struct {
+	file   string // relative to the repository root, e.g. docs/snapshots.md
+	line   int    // line of the first line of code (after the fence)
+	code   string
+	marker string // "fragment", "compile-only" or ""
+}
+
+// Markers that may precede a ```go block (on the last non-blank line before it).
+const (
+	markFragment    = "<!-- fragment -->"
+	markCompileOnly = "<!-- compile-only -->"
+)
+
+// docGoBlocks returns the ```go blocks of a Markdown file and a problem per
+// unterminated block.
+func docGoBlocks(t *testing.T, file string) []docBlock {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		blocks   []docBlock
+		cur      *docBlock
+		code     strings.Builder
+		lastText string // the last non-blank line outside a block
+		inOther  bool   // inside a fence of another language
+	)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case cur != nil && trimmed == "```":
+			cur.code = code.String()
+			blocks = append(blocks, *cur)
+			cur = nil
+			lastText = ""
+		case cur != nil:
+			code.WriteString(line)
+			code.WriteByte('\n')
+		case inOther:
+			if trimmed == "```" {
+				inOther = false
+				lastText = ""
+			}
+		case trimmed == "```go":
+			cur = &docBlock{file: filepath.ToSlash(file), line: n + 1}
+			switch lastText {
+			case markFragment:
+				cur.marker = "fragment"
+			case markCompileOnly:
+				cur.marker = "compile-only"
+			}
+			code.Reset()
+		case strings.HasPrefix(trimmed, "```"):
+			inOther = true
+		case trimmed != "":
+			lastText = trimmed
+		}
+	}
+	if cur != nil {
+		t.Errorf("%s:%d: ```go block is never closed", file, cur.line-1)
+	}
+	return blocks
+}
+
+// docFiles are the Markdown files whose Go blocks are checked.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"README.md"}, files...)
+}
+
+var packageMain = regexp.MustCompile(`(?m)^package main\s*$`)
+
+// TestDocsGoBlocks holds the docs to the API: every ```go block in
+// README.md and docs/ is a complete program, compiled (in one temporary
+// module against this workspace) and run, or is marked with a line
+// <!-- fragment --> (not compiled) or <!-- compile-only --> (compiled, not
+// run: programs that need a server or run until stopped) just before it.
+func TestDocsGoBlocks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles every program of the docs; skipped with -short")
+	}
+	goCmd := goCommand(t)
+	tmp := t.TempDir()
+	writeDocsWorkspace(t, tmp)
+
+	type program struct {
+		dir string
+		docBlock
+	}
+	var programs []program
+	for _, file := range docFiles(t) {
+		for _, b := range docGoBlocks(t, file) {
+			if b.marker == "fragment" {
+				continue
+			}
+			if !packageMain.MatchString(b.code) {
+				t.Errorf("%s:%d: this ```go block is not a complete program (no \"package main\"): make it one, or put a line %s before it", b.file, b.line-1, markFragment)
+				continue
+			}
+			dir := fmt.Sprintf("p%02d", len(programs)+1)
+			if err := os.MkdirAll(filepath.Join(tmp, dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tmp, dir, "main.go"), []byte(b.code), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			programs = append(programs, program{dir, b})
+		}
+	}
+	if len(programs) == 0 {
+		t.Fatal("no complete programs found in the docs: the parser is broken")
+	}
+
+	// One build (and vet) for all of them; errors point back into the docs.
+	toDoc := func(out []byte) string {
+		s := string(out)
+		for _, p := range programs {
+			re := regexp.MustCompile(`(\./)?` + p.dir + `/main\.go:(\d+)`)
+			s = re.ReplaceAllStringFunc(s, func(m string) string {
+				var n int
+				fmt.Sscanf(re.FindStringSubmatch(m)[2], "%d", &n)
+				return fmt.Sprintf("%s:%d", p.file, p.line+n-1)
+			})
+		}
+		return s
+	}
+	bin := filepath.Join(tmp, "bin")
+	for _, args := range [][]string{{"build", "-o", bin + string(filepath.Separator), "./..."}, {"vet", "./..."}} {
+		cmd := exec.Command(goCmd, args...)
+		cmd.Dir = tmp
+		cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(tmp, "go.work"), "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s of the docs' programs: %v\n%s", args[0], err, toDoc(out))
+		}
+	}
+
+	for _, p := range programs {
+		if p.marker == "compile-only" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, p.dir))
+		cmd.Dir = t.TempDir() // programs may write files (flux.db)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("%s:%d: the program fails when run (mark it %s if it needs a server): %v\n%s", p.file, p.line-1, markCompileOnly, err, out)
+		}
+	}
+}
+
+// writeDocsWorkspace writes a module "fluxdocs" into dir and a go.work that
+// uses it and every module of this repository's go.work.
+func writeDocsWorkspace(t *testing.T, dir string) {
+	t.Helper()
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err := os.ReadFile("go.work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uses []string
+	inUse := false
+	for _, line := range strings.Split(string(work), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "use" && f[1] == "(":
+			inUse = true
+		case len(f) == 1 && f[0] == ")":
+			inUse = false
+		case inUse && len(f) == 1:
+			uses = append(uses, f[0])
+		case len(f) == 2 && f[0] == "use":
+			uses = append(uses, f[1])
+		}
+	}
+	var w strings.Builder
+	fmt.Fprintf(&w, "go %s\n\nuse (\n\t.\n", goVersionOf(t, "go.mod"))
+	for _, u := range uses {
+		fmt.Fprintf(&w, "\t%s\n", filepath.Join(root, u))
+	}
+	w.WriteString(")\n")
+	files := map[string]string{
+		"go.work": w.String(),
+		"go.mod":  "module fluxdocs\n\ngo " + goVersionOf(t, "go.mod") + "\n",
+	}
+	if sum, err := os.ReadFile("go.work.sum"); err == nil {
+		files["go.work.sum"] = string(sum)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// goVersionOf returns the go directive of a go.mod file.
+func goVersionOf(t *testing.T, gomod string) string {
+	t.Helper()
+	data, err := os.ReadFile(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("%s has no go directive", gomod)
+	}
+	return string(m[1])
+}
+
+// goCommand returns the go command of the toolchain running the tests.
+func goCommand(t *testing.T) string {
+	t.Helper()
+	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goCmd); err != nil {
+		if goCmd, err = exec.LookPath("go"); err != nil {
+			t.Skip("no go command to compile with")
+		}
+	}
+	return goCmd
+}
+
+func TestDocGoBlocksReadsMarkers(t *testing.T) {
+	md := filepath.Join(t.TempDir(), "x.md")
+	doc := "# X\n\n<!-- fragment -->\n```go\nx := 1\n```\n\n```sh\n```go\n```\n\n<!-- compile-only -->\n\n```go\npackage main\n```\nText.\n```go\nfunc f() {}\n```\n"
+	if err := os.WriteFile(md, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range docGoBlocks(t, md) {
+		got = append(got, fmt.Sprintf("%d:%s:%q", b.line, b.marker, b.code))
+	}
+	want := []string{`5:fragment:"x := 1\n"`, `15:compile-only:"package main\n"`, `19::"func f() {}\n"`}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("blocks:\n%v\nwant:\n%v", got, want)
+	}
+}
