@@ -262,3 +262,182 @@ func TestDocGoBlocksReadsMarkers(t *testing.T) {
 		t.Errorf("blocks:\n%v\nwant:\n%v", got, want)
 	}
 }
+
+// TestDependingOnFluxAsDocumented follows docs/depending-on-flux.md in a
+// temporary directory: the repository as work/flux, the documented files
+// in work/myapp, and each documented way (replace lines, a workspace) run
+// command by command, ending in the application's own successful run. It
+// also checks the table of modules against the repository's go.mod files.
+func TestDependingOnFluxAsDocumented(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an application outside the repository; skipped with -short")
+	}
+	const doc = "docs/depending-on-flux.md"
+	goCmd := goCommand(t)
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type section struct {
+		title string
+		files map[string]string
+		runs  []string
+	}
+	var (
+		sections []*section
+		rows     [][]string
+	)
+	cur := &section{title: "(top)", files: map[string]string{}}
+	sections = append(sections, cur)
+	data, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	fence := func(i int) (string, int) { // the block opening at or after line i
+		for i < len(lines) && !strings.HasPrefix(lines[i], "```") {
+			i++
+		}
+		j := i + 1
+		for j < len(lines) && lines[j] != "```" {
+			j++
+		}
+		if j >= len(lines) {
+			t.Fatalf("%s:%d: unterminated block", doc, i+1)
+		}
+		return strings.Join(lines[i+1:j], "\n") + "\n", j
+	}
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		switch {
+		case strings.HasPrefix(line, "## "):
+			cur = &section{title: line[3:], files: map[string]string{}}
+			sections = append(sections, cur)
+		case strings.HasPrefix(line, "<!-- file: "):
+			name := strings.TrimSuffix(strings.TrimPrefix(line, "<!-- file: "), " -->")
+			cur.files[name], i = fence(i + 1)
+		case line == "<!-- run -->":
+			var block string
+			block, i = fence(i + 1)
+			cur.runs = append(cur.runs, block)
+		case line == "<!-- modules -->":
+			for i++; i < len(lines) && strings.HasPrefix(lines[i], "|"); i++ {
+				var cells []string
+				for _, c := range strings.Split(strings.Trim(lines[i], "|"), "|") {
+					cells = append(cells, strings.Trim(strings.TrimSpace(c), "`"))
+				}
+				rows = append(rows, cells)
+			}
+		}
+	}
+
+	shared := map[string]string{}
+	var scenarios []*section
+	for _, s := range sections {
+		if len(s.runs) == 0 {
+			for name, content := range s.files {
+				shared[name] = content
+			}
+		} else {
+			scenarios = append(scenarios, s)
+		}
+	}
+	if len(scenarios) != 2 || len(rows) < 3 {
+		t.Fatalf("%s: found %d ways to depend (want 2: replace lines, workspace) and %d table rows: the markers moved?", doc, len(scenarios), len(rows))
+	}
+
+	t.Run("the table of modules matches the repository", func(t *testing.T) {
+		want := requiredCoreVersion(t, "sqlitestore/go.mod")
+		for _, r := range rows[2:] { // header and separator
+			if len(r) != 4 {
+				t.Errorf("row %v: want 4 cells", r)
+				continue
+			}
+			req, repl, use := strings.Fields(r[1]), strings.Fields(r[2]), r[3]
+			if len(req) != 2 || len(repl) != 3 || repl[0] != req[0] || req[1] != want {
+				t.Errorf("row %v: want `path %s` and `path => dir`", r, want)
+				continue
+			}
+			dir := strings.TrimPrefix(repl[2], "../flux")
+			if use != "./flux"+dir {
+				t.Errorf("row %v: go work use %q, want ./flux%s", r, use, dir)
+			}
+			mod, err := os.ReadFile(filepath.Join(root, dir, "go.mod"))
+			if err != nil || !strings.HasPrefix(string(mod), "module "+req[0]+"\n") {
+				t.Errorf("row %v: %s/go.mod is not module %s (%v)", r, "."+dir, req[0], err)
+			}
+		}
+	})
+
+	for _, s := range scenarios {
+		t.Run(s.title, func(t *testing.T) {
+			work := t.TempDir()
+			if err := os.Symlink(root, filepath.Join(work, "flux")); err != nil {
+				t.Fatal(err)
+			}
+			files := map[string]string{}
+			for n, c := range shared {
+				files[n] = c
+			}
+			for n, c := range s.files {
+				files[n] = c
+			}
+			for name, content := range files {
+				p := filepath.Join(work, filepath.FromSlash(name))
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var env []string
+			for _, e := range os.Environ() {
+				if !strings.HasPrefix(e, "GOWORK=") { // as in a fresh shell
+					env = append(env, e)
+				}
+			}
+			dir := work
+			var lastOut []byte
+			for _, block := range s.runs {
+				for _, line := range strings.Split(block, "\n") {
+					line, _, _ = strings.Cut(line, "#")
+					f := strings.Fields(line)
+					switch {
+					case len(f) == 0:
+					case f[0] == "cd" && len(f) == 2:
+						dir = filepath.Join(dir, f[1])
+					case f[0] == "go":
+						cmd := exec.Command(goCmd, f[1:]...)
+						cmd.Dir, cmd.Env = dir, env
+						out, err := cmd.CombinedOutput()
+						if err != nil {
+							t.Fatalf("%s, %q: %s in %s: %v\n%s", doc, s.title, line, dir, err, out)
+						}
+						lastOut = out
+					default:
+						t.Fatalf("%s, %q: the test runs only cd and go commands, not %q", doc, s.title, line)
+					}
+				}
+			}
+			if !strings.Contains(string(lastOut), "notebook-1 holds 1 notes at version 1") {
+				t.Errorf("the application printed %q", lastOut)
+			}
+		})
+	}
+}
+
+// requiredCoreVersion returns the version at which a module's go.mod
+// requires the core.
+func requiredCoreVersion(t *testing.T, gomod string) string {
+	t.Helper()
+	data, err := os.ReadFile(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?github\.com/fluxcapacitor/flux (v\S+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("%s does not require the core", gomod)
+	}
+	return string(m[1])
+}
