@@ -228,7 +228,8 @@ func (s *Subscription) read(ctx context.Context) ([]item, error) {
 		if s.opts.UpTo > 0 && rec.Position > s.opts.UpTo {
 			break
 		}
-		it := item{match: s.repo.Registry().Matches(&rec, s.opts.Filter.EventNames, s.opts.Filter.AggregateTypes)}
+		it := item{match: s.repo.Registry().Matches(&rec, s.opts.Filter.EventNames, s.opts.Filter.AggregateTypes) ||
+			(s.opts.Filter.Forgetting && flux.IsSubjectForgotten(&rec))}
 		switch {
 		case !it.match:
 			it.env.Record = rec

@@ -319,9 +319,11 @@ func (d *demo) run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "   at %s: %s %s <%s>, version %d\n", before.Format("15:04"), then.Firstname, then.Lastname, then.Email, then.Version())
 
 	ctx = d.say(ctx, "Ada asks to be forgotten: her data key is deleted (crypto-shredding)")
-	if err := d.app.Protector.Forget(ctx, ada, pii.ForgetOptions{By: "demo DPO", Reason: "demo request"}); err != nil {
+	rep, err := d.app.Protector.Forget(ctx, ada, pii.ForgetOptions{By: "demo DPO", Reason: "demo request"})
+	if err != nil {
 		return err
 	}
+	fmt.Fprintf(d.out, "   %s\n", rep)
 	forgotten, _, err := d.store.Forgotten(ctx, ada)
 	if err != nil {
 		return err
