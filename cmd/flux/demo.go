@@ -168,7 +168,7 @@ func (d *demo) say(ctx context.Context, format string, args ...any) context.Cont
 // finishStep prints the correlation IDs of the events the current step
 // stored, so that 'flux trace' can tell its story.
 func (d *demo) finishStep(ctx context.Context) {
-	var ids []string
+	var ids, requests []string
 	seen := map[string]bool{}
 	for rec, err := range d.store.ReadAll(ctx, flux.ReadAllOptions{After: d.stepHead}) {
 		if err != nil {
@@ -176,13 +176,20 @@ func (d *demo) finishStep(ctx context.Context) {
 			return
 		}
 		d.stepHead = rec.Position
-		if id := rec.Metadata.CorrelationID; id != "" && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
+		switch corr, req := rec.Metadata.CorrelationID, rec.Metadata.RequestID; {
+		case corr != "" && !seen[corr]:
+			seen[corr] = true
+			ids = append(ids, corr)
+		case corr == "" && req != "" && !seen["request "+req]:
+			seen["request "+req] = true
+			requests = append(requests, req)
 		}
 	}
 	for _, id := range ids {
 		fmt.Fprintf(d.out, "   correlation ID %s: flux trace %s%s\n", id, id, d.dsnArg)
+	}
+	for _, id := range requests {
+		fmt.Fprintf(d.out, "   request ID %s (no correlation ID): flux events --request %s%s\n", id, id, d.dsnArg)
 	}
 }
 
