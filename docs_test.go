@@ -441,3 +441,59 @@ func requiredCoreVersion(t *testing.T, gomod string) string {
 	}
 	return string(m[1])
 }
+
+// TestMakeTestSaysWhatItSkipped holds the README's claims about make test:
+// it runs every module even after one fails, fails at the end naming the
+// failed module, and prints per service whether its suites ran.
+func TestMakeTestSaysWhatItSkipped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs make; skipped with -short")
+	}
+	makeCmd, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("no make")
+	}
+	goCmd := goCommand(t)
+	tmp := t.TempDir()
+	for name, test := range map[string]string{"bad": `t.Fatal("broken on purpose")`, "good": ""} {
+		dir := filepath.Join(tmp, name)
+		files := map[string]string{
+			"go.mod":    "module " + name + "\n\ngo " + goVersionOf(t, "go.mod") + "\n",
+			"x_test.go": "package " + name + "\n\nimport \"testing\"\n\nfunc TestX(t *testing.T) { " + test + " }\n",
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, c := range files {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(c), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd := exec.Command(makeCmd, "-s", "test", "GO="+goCmd, "MODULES="+filepath.Join(tmp, "bad")+" "+filepath.Join(tmp, "good"))
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "FLUX_TEST_") && !strings.HasPrefix(e, "GOWORK=") {
+			env = append(env, e)
+		}
+	}
+	cmd.Env = append(env, "FLUX_TEST_NATS_URL=nats://127.0.0.1:1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("make test passed with a failing module:\n%s", out)
+	}
+	if strings.Contains(string(out), "race detector needs cgo") {
+		t.Skipf("no C compiler for -race: %s", out)
+	}
+	for _, want := range []string{
+		"== test " + filepath.Join(tmp, "good"), // ran after the failure
+		"PostgreSQL (pgstore,cmd/flux): SKIPPED: FLUX_TEST_POSTGRES_DSN is not set",
+		"MySQL/MariaDB (mysqlstore,cmd/flux): SKIPPED: FLUX_TEST_MYSQL_DSN is not set",
+		"NATS (natsrelay,cmd/flux): ran (FLUX_TEST_NATS_URL is set)",
+		"FAIL: " + filepath.Join(tmp, "bad") + "\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make test output lacks %q:\n%s", want, out)
+		}
+	}
+}
