@@ -14,10 +14,11 @@ into it, the Go version, and the VCS revision it was built from, all read
 from the binary's build information (runtime/debug.ReadBuildInfo).
 
 A binary installed with "go install github.com/fluxcapacitor/flux/cmd/flux@v0.1.0"
-reports v0.1.0. One built from a git clone ("go build ./cmd/flux") reports
-"(devel)" and the commit, its time and whether the tree had local changes;
-the go command records the commit only for a clone (not a git worktree) and
-not under -buildvcs=false.`
+reports v0.1.0. One built from a git clone with
+"go build -buildvcs=true ./cmd/flux" reports the commit, its time and
+whether the tree had local changes (and a pseudo-version made from them);
+without -buildvcs=true the go command leaves the revision out of builds in
+the repository's workspace, and a git worktree never has it.`
 
 func runVersion(ctx context.Context, m *Main, args []string) error {
 	fs := m.newFlagSet("version [--json]", versionSynopsis, "  flux version\n  flux version --json")
@@ -100,7 +101,7 @@ func writeVersion(w io.Writer, v versionInfo, asJSON bool) error {
 	case !v.BuildInfo:
 		fmt.Fprintln(w, "revision: unknown (the binary carries no build information)")
 	case v.Revision == "":
-		fmt.Fprintln(w, "revision: unknown (not built from a git clone, or built with -buildvcs=false)")
+		fmt.Fprintln(w, "revision: unknown (build from a git clone with go build -buildvcs=true to record it)")
 	default:
 		state := "clean"
 		if v.Modified {
