@@ -66,14 +66,17 @@ func ExampleNew() {
 	loaded, _ := flux.Load[*Subscriber](ctx, repo, "member-1")
 	fmt.Printf("loaded: %q %q\n", loaded.Email, loaded.Plan)
 
-	if err := protector.Forget(ctx, "member-1", pii.ForgetOptions{By: "dpo", Reason: "request 42"}); err != nil {
+	report, err := protector.Forget(ctx, "member-1", pii.ForgetOptions{By: "dpo", Reason: "request 42"})
+	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	fmt.Println("key deleted:", report.KeyDeleted)
 	loaded, _ = flux.Load[*Subscriber](ctx, repo, "member-1")
 	fmt.Printf("after forgetting: %q %q, forgotten: %v\n", loaded.Email, loaded.Plan, loaded.LoadInfo().Forgotten)
 	// Output:
 	// stored in clear: false | encrypted: true
 	// loaded: "ada@example.com" "gold"
+	// key deleted: true
 	// after forgetting: "" "gold", forgotten: true
 }
