@@ -101,6 +101,7 @@ var packageMain = regexp.MustCompile(`(?m)^package main\s*$`)
 // <!-- fragment --> (not compiled) or <!-- compile-only --> (compiled, not
 // run: programs that need a server or run until stopped) just before it.
 func TestDocsGoBlocks(t *testing.T) {
+	t.Parallel() // waits on child go commands, beside the other tests
 	if testing.Short() {
 		t.Skip("compiles every program of the docs; skipped with -short")
 	}
@@ -154,9 +155,11 @@ func TestDocsGoBlocks(t *testing.T) {
 		cmd := exec.Command(goCmd, args...)
 		cmd.Dir = tmp
 		cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(tmp, "go.work"), "GOFLAGS=-buildvcs=false")
+		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %s of the docs' programs: %v\n%s", args[0], err, toDoc(out))
 		}
+		t.Logf("go %s of %d programs: %v", args[0], len(programs), time.Since(start).Round(time.Millisecond))
 	}
 
 	for _, p := range programs {
@@ -269,6 +272,7 @@ func TestDocGoBlocksReadsMarkers(t *testing.T) {
 // command by command, ending in the application's own successful run. It
 // also checks the table of modules against the repository's go.mod files.
 func TestDependingOnFluxAsDocumented(t *testing.T) {
+	t.Parallel() // waits on child go commands, beside the other tests
 	if testing.Short() {
 		t.Skip("builds an application outside the repository; skipped with -short")
 	}
@@ -446,6 +450,7 @@ func requiredCoreVersion(t *testing.T, gomod string) string {
 // it runs every module even after one fails, fails at the end naming the
 // failed module, and prints per service whether its suites ran.
 func TestMakeTestSaysWhatItSkipped(t *testing.T) {
+	t.Parallel() // waits on child go commands, beside the other tests
 	if testing.Short() {
 		t.Skip("runs make; skipped with -short")
 	}
