@@ -171,8 +171,22 @@ func HandleCommand[C any](b *CommandBus, fn func(ctx context.Context, cmd C) err
 
 // HandleCommandResult registers a handler that returns a result (an ID,
 // say). With an idempotency key the result is stored, as JSON, and
-// returned again to duplicates.
+// returned again to duplicates. A result type with fields marked
+// `pii:"data"` is stored with those fields encrypted under its subject's
+// key (so Forget reaches it); it is refused here when the repository has
+// no Protector, or when the protector cannot work with its marks.
 func HandleCommandResult[C, R any](b *CommandBus, fn func(ctx context.Context, cmd C) (R, error)) error {
+	if rt := reflect.TypeFor[R](); HasPersonalData(rt) {
+		prot := b.cfg.Repository.cfg.Protector
+		if prot == nil {
+			return fmt.Errorf("%w: the result %v of command %v has fields marked pii:\"data\", which idempotency records store; set flux.Config.Protector (package pii) so they are encrypted", ErrPersonalData, rt, reflect.TypeFor[C]())
+		}
+		if c, ok := prot.(interface{ CheckType(reflect.Type) error }); ok {
+			if err := c.CheckType(rt); err != nil {
+				return fmt.Errorf("flux: the result %v of command %v: %w", rt, reflect.TypeFor[C](), err)
+			}
+		}
+	}
 	return b.routes.add(reflect.TypeFor[C](), "command", func(ctx context.Context, body any) (any, error) {
 		return fn(ctx, body.(C))
 	})
@@ -238,8 +252,27 @@ func (b *CommandBus) route(ctx context.Context, m *Message) (any, error) {
 	return h(ctx, m.Body)
 }
 
-// storedResult is a first outcome read back from the idempotency store.
-type storedResult struct{ raw json.RawMessage }
+// storedResult is a first outcome read back from the idempotency store;
+// decode decodes it into a target (decrypting personal fields).
+type storedResult struct {
+	raw    json.RawMessage
+	decode func(raw []byte, target any) error
+}
+
+// stored wraps a first outcome read back for key.
+func (b *CommandBus) stored(ctx context.Context, key string, raw []byte) storedResult {
+	prot := b.cfg.Repository.cfg.Protector
+	return storedResult{raw: raw, decode: func(raw []byte, target any) error {
+		if prot == nil || !HasPersonalData(reflect.TypeOf(target)) {
+			return json.Unmarshal(raw, target)
+		}
+		_, err := prot.Unprotect(ctx, raw, target, idempotencyScope(key))
+		return err
+	}}
+}
+
+// idempotencyScope binds the ciphertext of a stored result to its key.
+func idempotencyScope(key string) string { return "idempotency:" + key }
 
 func resultAs[R any](res any, err error) (R, error) {
 	var zero R
@@ -251,7 +284,7 @@ func resultAs[R any](res any, err error) (R, error) {
 		return r, err
 	case storedResult:
 		var out R
-		if jerr := json.Unmarshal(r.raw, &out); jerr != nil {
+		if jerr := r.decode(r.raw, &out); jerr != nil {
 			return zero, errorf(ErrResultType, "the stored first outcome does not decode into %v: %v", reflect.TypeFor[R](), jerr)
 		}
 		return out, err
@@ -277,16 +310,16 @@ func (b *CommandBus) idempotency(next Handler) Handler {
 		if rec, found, err := store.LookupIdempotency(ctx, m.IdempotencyKey); err != nil {
 			return nil, fmt.Errorf("flux: look up idempotency key %q: %w", m.IdempotencyKey, err)
 		} else if found {
-			return storedResult{rec.Result}, nil
+			return b.stored(ctx, m.IdempotencyKey, rec.Result), nil
 		}
 		res, err := next.Handle(ctx, m)
 		var dup *IdempotencyError
 		switch {
 		case errors.As(err, &dup):
-			return storedResult{dup.Record.Result}, nil
+			return b.stored(ctx, m.IdempotencyKey, dup.Record.Result), nil
 		case errors.Is(err, ErrConcurrencyConflict):
 			if rec, found, lerr := store.LookupIdempotency(ctx, m.IdempotencyKey); lerr == nil && found {
-				return storedResult{rec.Result}, nil
+				return b.stored(ctx, m.IdempotencyKey, rec.Result), nil
 			}
 		}
 		return res, err
@@ -311,6 +344,18 @@ func (b *CommandBus) unitOfWork(next Handler) Handler {
 			raw, err := json.Marshal(res)
 			if err != nil {
 				return nil, fmt.Errorf("flux: command %s: encode its result for the idempotency record: %w", m.Type, err)
+			}
+			if res != nil && HasPersonalData(reflect.TypeOf(res)) {
+				// The stored first outcome is a copy of personal data: it
+				// is encrypted under its subject's key like the events, so
+				// it is forgotten with them.
+				prot := repo.cfg.Protector
+				if prot == nil {
+					return nil, fmt.Errorf("%w: command %s: its result %T has fields marked pii:\"data\" but the repository has no Protector to encrypt the idempotency record; set flux.Config.Protector", ErrPersonalData, m.Type, res)
+				}
+				if raw, err = prot.Protect(ctx, res, raw, idempotencyScope(m.IdempotencyKey)); err != nil {
+					return nil, fmt.Errorf("flux: command %s: encrypt its result for the idempotency record: %w", m.Type, err)
+				}
 			}
 			idem = &IdempotencyRecord{Key: m.IdempotencyKey, Result: raw, CreatedAt: b.cfg.Clock()}
 		}

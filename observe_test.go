@@ -184,7 +184,7 @@ func TestObserverSeesPersonalDataFailures(t *testing.T) {
 	if err := name("p1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := prot.Forget(ctx, "p1", pii.ForgetOptions{By: "test"}); err != nil {
+	if _, err := prot.Forget(ctx, "p1", pii.ForgetOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	p := new(Patient)

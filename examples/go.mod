@@ -3,8 +3,8 @@ module github.com/fluxcapacitor/flux/examples
 go 1.26.0
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
-	github.com/fluxcapacitor/flux/sqlitestore v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
+	github.com/fluxcapacitor/flux/sqlitestore v0.1.0
 )
 
 require (

@@ -3,7 +3,7 @@ module github.com/fluxcapacitor/flux/fluxotel
 go 1.26.0
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/otlptranslator v1.0.0
 	go.opentelemetry.io/otel v1.47.0

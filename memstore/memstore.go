@@ -432,14 +432,19 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, nil
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: the checkpoint
+// moves only from where cp.Supersedes says it is.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return flux.ErrStoreClosed
 	}
-	cp.UpdatedAt = flux.NormalizeTime(cp.UpdatedAt)
+	stored := s.checkpoints[cp.Name].Position
+	if cp.Supersedes != projection.AnyPosition && stored != cp.Supersedes {
+		return &projection.CheckpointBehindError{Name: cp.Name, Supersedes: cp.Supersedes, Position: cp.Position, Stored: stored}
+	}
+	cp.UpdatedAt, cp.Supersedes = flux.NormalizeTime(cp.UpdatedAt), 0
 	s.checkpoints[cp.Name] = cp
 	return nil
 }

@@ -35,6 +35,13 @@ func TestNoPersonalDataInClear(t *testing.T) {
 				}
 				fmt.Fprintf(&b, "%+v %s\n", sn, sn.Data)
 			}
+			for _, subj := range []string{"alice-1", "bob-2", "carol-3", "keeper-9"} {
+				rec, _, err := s.LookupIdempotency(ctx, "register-"+subj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&b, "%+v %s\n", rec, rec.Result)
+			}
 			if _, err := s.RewrapKeys(ctx, func(k pii.StoredKey) (pii.StoredKey, error) {
 				fmt.Fprintf(&b, "%+v\n", k)
 				return k, nil

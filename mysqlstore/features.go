@@ -471,13 +471,18 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, nil
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: the checkpoint
+// row is locked and moved only if it is at cp.Supersedes, in a
+// transaction (as ProjectTx, without a read-model write).
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
 	if err := checkName("checkpoint name", cp.Name); err != nil {
 		return err
+	}
+	if cp.Supersedes != projection.AnyPosition {
+		return s.ProjectTx(ctx, cp.Supersedes, cp, nil)
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 		ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at)`, cp.Name, cp.Position, formatTime(cp.UpdatedAt))

@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/fluxcapacitor/flux => ../
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
 	github.com/go-sql-driver/mysql v1.10.1
 )
 

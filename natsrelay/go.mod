@@ -3,7 +3,7 @@ module github.com/fluxcapacitor/flux/natsrelay
 go 1.26.0
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
 	github.com/nats-io/nats.go v1.55.0
 )
 

@@ -421,12 +421,27 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, nil
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: one conditional
+// statement moves the checkpoint only from cp.Supersedes.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
-	_, err := s.execCount(ctx, fmt.Sprintf("save checkpoint %q", cp.Name), `INSERT INTO `+s.q.table("projection_checkpoints")+` (name, position, updated_at) VALUES ($1, $2, $3)
+	op := fmt.Sprintf("save checkpoint %q", cp.Name)
+	if cp.Supersedes == projection.AnyPosition {
+		_, err := s.execCount(ctx, op, `INSERT INTO `+s.q.table("projection_checkpoints")+` (name, position, updated_at) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`,
-		cp.Name, cp.Position, flux.NormalizeTime(cp.UpdatedAt))
-	return err
+			cp.Name, cp.Position, flux.NormalizeTime(cp.UpdatedAt))
+		return err
+	}
+	if s.closed.Load() {
+		return flux.ErrStoreClosed
+	}
+	err := moveCheckpoint(ctx, s.pool, s.q.table("projection_checkpoints"), cp.Supersedes, cp)
+	if behind, ok := errors.AsType[*projection.CheckpointBehindError](err); ok {
+		return behind
+	}
+	if err != nil {
+		return s.fail(ctx, op, err, writeOutcome(err))
+	}
+	return nil
 }
 
 // ListCheckpoints implements projection.CheckpointStore.

@@ -32,6 +32,28 @@ var (
 	// ErrBadEnvelope: a stored value looks like a ciphertext envelope but
 	// is malformed.
 	ErrBadEnvelope = errors.New("pii: malformed ciphertext envelope")
+
+	// ErrKeyMissing: a value is encrypted, but its subject has neither a
+	// data key nor a tombstone — the key store lost the key (a restore
+	// from an older backup, a table emptied by hand). This is not erasure:
+	// the load fails instead of reading replacement values. Restore the
+	// encryption_keys table, or, if the subject really must be forgotten,
+	// forget it (pii.Protector.Forget, `flux forget`), which leaves the
+	// tombstone that makes its data read as forgotten.
+	ErrKeyMissing = errors.New("pii: the data key is missing and the subject was not forgotten")
+
+	// ErrNotEncrypted: a field marked `pii:"data"` holds a stored value that
+	// is not a ciphertext — written around the framework, or by a version
+	// from before the field was marked. The load fails rather than pass
+	// clear text off as protected data. Re-encrypt the events, or set
+	// Config.AllowUnencrypted while migrating.
+	ErrNotEncrypted = errors.New("pii: a personal data field is stored in clear")
+
+	// ErrUndecodable: data with personal fields was decrypted but does
+	// not decode into the Go type (a field's type changed without an
+	// upcaster). The decoder's own message is not passed on: it can quote
+	// the decrypted value.
+	ErrUndecodable = errors.New("pii: decrypted data does not decode into the type")
 )
 
 // FieldError names the field (as a JSON path such as "address.street" or
@@ -63,7 +85,8 @@ func (e *FieldError) Is(target error) bool { return target == flux.ErrPersonalDa
 
 // Reason classifies the failure for metrics (flux.NoticePersonalData):
 // "tampered", "wrong_secret", "forgotten", "no_subject",
-// "unsupported_field", "bad_envelope" or "key_store".
+// "unsupported_field", "bad_envelope", "key_missing", "not_encrypted", "undecodable" or
+// "key_store".
 func (e *FieldError) Reason() string {
 	switch {
 	case errors.Is(e.Err, ErrTampered):
@@ -78,6 +101,12 @@ func (e *FieldError) Reason() string {
 		return "unsupported_field"
 	case errors.Is(e.Err, ErrBadEnvelope):
 		return "bad_envelope"
+	case errors.Is(e.Err, ErrKeyMissing):
+		return "key_missing"
+	case errors.Is(e.Err, ErrNotEncrypted):
+		return "not_encrypted"
+	case errors.Is(e.Err, ErrUndecodable):
+		return "undecodable"
 	default:
 		return "key_store"
 	}

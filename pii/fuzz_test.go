@@ -101,7 +101,7 @@ func FuzzUnprotectDirectMatchesGeneral(f *testing.F) {
 				data[int(flip)%len(data)] ^= 0x01
 			}
 			if forget {
-				if err := prot.Forget(ctx, subject, pii.ForgetOptions{By: "fuzz"}); err != nil {
+				if _, err := prot.Forget(ctx, subject, pii.ForgetOptions{By: "fuzz"}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/fluxcapacitor/flux"
 )
 
 // Errors of key stores.
@@ -14,9 +16,15 @@ var (
 
 	// ErrForgotten is returned when the subject was forgotten: LoadKey
 	// finds its tombstone, and CreateKey refuses to give it a new key, so
-	// re-saving an old event can never resurrect a forgotten person.
-	ErrForgotten = errors.New("pii: subject was forgotten")
+	// re-saving an old event can never resurrect a forgotten person. It
+	// matches flux.ErrSubjectForgotten.
+	ErrForgotten error = forgottenError{}
 )
+
+type forgottenError struct{}
+
+func (forgottenError) Error() string        { return "pii: subject was forgotten" }
+func (forgottenError) Is(target error) bool { return target == flux.ErrSubjectForgotten }
 
 // StoredKey is a subject's data key as stored: wrapped (encrypted) by the
 // key-encryption key, never in clear.

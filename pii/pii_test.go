@@ -327,7 +327,7 @@ func TestForget(t *testing.T) {
 	if err := e.repo.Save(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.prot.Forget(ctx, "u1", pii.ForgetOptions{By: "dpo@company", Reason: "ticket 42"}); err != nil {
+	if _, err := e.prot.Forget(ctx, "u1", pii.ForgetOptions{By: "dpo@company", Reason: "ticket 42"}); err != nil {
 		t.Fatal(err)
 	}
 	// The aggregate still loads, from its snapshot, with replacements.
@@ -397,7 +397,7 @@ func TestForgetByAnotherProcessTakesEffectWithinCacheTTL(t *testing.T) {
 	if m, err := flux.Load[*Member](ctx, a.repo, "u1"); err != nil || m.Email != "u1@canary.example" {
 		t.Fatalf("load = %+v, %v", m, err)
 	}
-	if err := b.prot.Forget(ctx, "u1", pii.ForgetOptions{By: "dpo"}); err != nil {
+	if _, err := b.prot.Forget(ctx, "u1", pii.ForgetOptions{By: "dpo"}); err != nil {
 		t.Fatal(err)
 	}
 	// Within the TTL, a's cached key still works, for reads and writes.
@@ -428,13 +428,14 @@ func TestForgetByAnotherProcessTakesEffectWithinCacheTTL(t *testing.T) {
 	}
 }
 
-func TestMissingKeyReadsAsForgotten(t *testing.T) {
+func TestMissingKeyIsNotForgetting(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	store := memstore.New()
 	e := newEnv(t, store, secret, pii.Config{})
 	signUp(t, e, "u1")
-	// Wipe the key the way the PHP library forgot people: delete it.
+	// Lose the key without a tombstone, as a restore from an old backup of
+	// the key table would: copy the events to a store without keys.
 	keyless := memstore.New()
 	for r, err := range store.ReadAll(ctx, flux.ReadAllOptions{}) {
 		if err != nil {
@@ -446,14 +447,131 @@ func TestMissingKeyReadsAsForgotten(t *testing.T) {
 		}
 	}
 	k := newEnv(t, keyless, secret, pii.Config{})
+	_, err := flux.Load[*Member](ctx, k.repo, "u1")
+	var fe *pii.FieldError
+	if !errors.Is(err, pii.ErrKeyMissing) || errors.Is(err, flux.ErrSubjectForgotten) || !errors.As(err, &fe) || fe.Field != "email" || fe.Reason() != "key_missing" {
+		t.Fatalf("keyless load err = %v, want ErrKeyMissing naming the field", err)
+	}
+	if strings.Contains(err.Error(), "canary") {
+		t.Fatalf("error quotes personal data: %v", err)
+	}
+	// Forgetting the subject on purpose turns the same data into erasure.
+	if _, err := k.prot.Forget(ctx, "u1", pii.ForgetOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
 	m, err := flux.Load[*Member](ctx, k.repo, "u1")
 	if err != nil || m.Email != "" || !m.LoadInfo().Forgotten {
-		t.Fatalf("keyless load = %+v, %v", m, err)
+		t.Fatalf("after Forget: %+v, %v", m, err)
 	}
-	// New data for that subject gets a fresh key (there is no tombstone).
-	signUp(t, k, "u1-new")
-	if k.keys.creates.Load() != 1 {
-		t.Fatalf("%d keys created", k.keys.creates.Load())
+}
+
+func TestClearTextInAPersonalFieldFailsTheLoad(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	for _, allow := range []bool{false, true} {
+		store := memstore.New()
+		e := newEnv(t, store, secret, pii.Config{AllowUnencrypted: allow})
+		// Written around the framework: the email is in clear.
+		p := profile("u-clear")
+		if _, err := store.Append(ctx, flux.AppendRequest{Streams: []flux.StreamAppend{{StreamID: "u-clear", AggregateType: "Member", Expected: flux.NoStream,
+			Events: []flux.EventData{{EventID: newID(), EventName: "Profiled", EventVersion: 1, Payload: mustJSON(p), OccurredAt: now()}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := flux.Load[*Member](ctx, e.repo, "u-clear")
+		if allow {
+			if err != nil || m.Email != p.Email {
+				t.Fatalf("AllowUnencrypted: %+v, %v", m, err)
+			}
+			continue
+		}
+		var fe *pii.FieldError
+		if !errors.Is(err, pii.ErrNotEncrypted) || !errors.As(err, &fe) || fe.Field == "" || fe.Reason() != "not_encrypted" {
+			t.Fatalf("load err = %v, want ErrNotEncrypted naming the field", err)
+		}
+		if strings.Contains(err.Error(), p.Email) {
+			t.Fatalf("error quotes the value: %v", err)
+		}
+	}
+}
+
+// Replaced has a field of every kind, some with their own replacement.
+type Replaced struct {
+	ID      string            `json:"id" pii:"subject"`
+	Name    string            `json:"name" pii:"data"`
+	Alias   string            `json:"alias" pii:"data,replace=(erased)"`
+	Age     int               `json:"age" pii:"data"`
+	Score   float64           `json:"score" pii:"data,replace=-1"`
+	Adult   bool              `json:"adult" pii:"data"`
+	Vip     bool              `json:"vip" pii:"data,replace=true"`
+	Born    time.Time         `json:"born" pii:"data"`
+	Seen    time.Time         `json:"seen" pii:"data,replace=2000-01-01T00:00:00Z"`
+	Emails  []string          `json:"emails" pii:"data"`
+	Phones  []string          `json:"phones" pii:"data,replace=[\"hidden\"]"`
+	Home    Address           `json:"homeAddr" pii:"data"`
+	Notes   map[string]string `json:"notes" pii:"data"`
+	Pointer *int              `json:"pointer" pii:"data"`
+}
+
+func TestReplacementValuesForEveryKind(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := memstore.New()
+	prot, err := pii.New(pii.Config{Keys: store, Secret: []byte(secret), Replacement: "[forgotten]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seven := 7
+	v := Replaced{ID: "r1", Name: "Ann", Alias: "A", Age: 40, Score: 9.5, Adult: true, Vip: false,
+		Born: time.Date(1985, 1, 2, 0, 0, 0, 0, time.UTC), Seen: time.Now().UTC().Truncate(time.Second),
+		Emails: []string{"a@x.test"}, Phones: []string{"555"}, Home: Address{Street: "Main 1", City: "Gent"},
+		Notes: map[string]string{"k": "v"}, Pointer: &seven}
+	sealed, err := prot.Protect(ctx, v, mustJSON(v), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Replaced
+	if _, err := prot.Unprotect(ctx, sealed, &back, "test"); err != nil || !reflect.DeepEqual(back, v) {
+		t.Fatalf("round trip = %+v, %v", back, err)
+	}
+	if _, err := prot.Forget(ctx, "r1", pii.ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got Replaced
+	forgotten, err := prot.Unprotect(ctx, sealed, &got, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Replaced{ID: "r1", Name: "[forgotten]", Alias: "(erased)", Score: -1, Vip: true,
+		Seen: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Phones: []string{"hidden"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("forgotten = %+v\nwant        %+v", got, want)
+	}
+	if len(forgotten) != 13 {
+		t.Fatalf("forgotten fields = %v", forgotten)
+	}
+}
+
+type BadReplace struct {
+	ID  string `json:"id" pii:"subject"`
+	Age int    `json:"age" pii:"data,replace=old"`
+}
+
+type BadOption struct {
+	ID  string `json:"id" pii:"subject"`
+	Age int    `json:"age" pii:"data,keep"`
+}
+
+func TestBadReplacementIsRefusedAtStartUp(t *testing.T) {
+	t.Parallel()
+	prot, err := pii.New(pii.Config{Keys: memstore.New(), Secret: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []reflect.Type{reflect.TypeFor[BadReplace](), reflect.TypeFor[BadOption]()} {
+		err := prot.CheckType(typ)
+		if !errors.Is(err, pii.ErrUnsupportedField) || !strings.Contains(err.Error(), "age") {
+			t.Fatalf("CheckType(%s) = %v", typ, err)
+		}
 	}
 }
 
@@ -725,5 +843,108 @@ func TestDirectPathCopiesWhatItKeepsAndScrubsOnError(t *testing.T) {
 	_, err = e.prot.Unprotect(ctx, data, &moved, "event:e2")
 	if !errors.Is(err, pii.ErrTampered) || moved.Email != "" {
 		t.Fatalf("err %v, email %q; want ErrTampered and an empty email", err, moved.Email)
+	}
+}
+
+type SignUp struct{ ID string }
+
+// SignedUp is a command result with personal data: the idempotency record
+// keeps a copy of it.
+type SignedUp struct {
+	UserID string `json:"userId" pii:"subject"`
+	Email  string `json:"email" pii:"data"`
+}
+
+func TestIdempotencyRecordsEncryptPersonalResults(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t, nil, secret, pii.Config{Replacement: "[forgotten]"})
+	bus, err := flux.NewCommandBus(flux.CommandBusConfig{Repository: e.repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flux.HandleCommandResult(bus, func(ctx context.Context, c SignUp) (SignedUp, error) {
+		m := new(Member)
+		m.SetID(c.ID)
+		flux.Raise(m, profile(c.ID))
+		if err := flux.Track(ctx, m); err != nil {
+			return SignedUp{}, err
+		}
+		return SignedUp{UserID: c.ID, Email: c.ID + "@canary.example"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	kctx := flux.WithIdempotencyKey(ctx, "signup-i1")
+	first, err := flux.DispatchResult[SignedUp](kctx, bus, SignUp{ID: "i1"})
+	if err != nil || first.Email != "i1@canary.example" {
+		t.Fatalf("first = %+v, %v", first, err)
+	}
+	rec, found, err := e.store.LookupIdempotency(ctx, "signup-i1")
+	if err != nil || !found {
+		t.Fatalf("record: %v %v", found, err)
+	}
+	if bytes.Contains(rec.Result, []byte("canary")) || !bytes.Contains(rec.Result, []byte(pii.EnvelopePrefix)) {
+		t.Fatalf("idempotency record holds the result in clear: %s", rec.Result)
+	}
+	again, err := flux.DispatchResult[SignedUp](flux.WithIdempotencyKey(ctx, "signup-i1"), bus, SignUp{ID: "i1"})
+	if err != nil || again != first {
+		t.Fatalf("duplicate = %+v, %v; want %+v", again, err, first)
+	}
+	if _, err := e.prot.Forget(ctx, "i1", pii.ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := flux.DispatchResult[SignedUp](flux.WithIdempotencyKey(ctx, "signup-i1"), bus, SignUp{ID: "i1"})
+	if err != nil || gone.Email != "[forgotten]" || gone.UserID != "i1" {
+		t.Fatalf("after Forget = %+v, %v", gone, err)
+	}
+
+	// Without a protector, such a result type is refused at registration.
+	reg, err := flux.NewRegistry(flux.AggregateType("Plain", func() *plainAgg { return new(plainAgg) }, flux.EventType[PlanChanged]("PlanChanged", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: reg})
+	if err == nil {
+		plain, _ := flux.NewCommandBus(flux.CommandBusConfig{Repository: repo})
+		err = flux.HandleCommandResult(plain, func(context.Context, SignUp) (SignedUp, error) { return SignedUp{}, nil })
+	}
+	if !errors.Is(err, flux.ErrPersonalData) {
+		t.Fatalf("no protector: err = %v", err)
+	}
+}
+
+type plainAgg struct{ flux.Root }
+
+func (*plainAgg) Apply(any) {}
+
+type typedAsText struct {
+	ID  string `json:"id" pii:"subject"`
+	Age string `json:"age" pii:"data"`
+	Zip string `json:"zip" pii:"data"`
+}
+
+type typedAsNumber struct {
+	ID  string `json:"id" pii:"subject"`
+	Age int    `json:"age,string" pii:"data"`
+	Zip int    `json:"zip" pii:"data"`
+}
+
+// A decrypted value that does not fit its Go type fails the load without
+// the decoder quoting it.
+func TestDecodeErrorsDoNotQuoteDecryptedValues(t *testing.T) {
+	t.Parallel()
+	prot, err := pii.New(pii.Config{Keys: memstore.New(), Secret: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := typedAsText{ID: "d1", Age: "CANARY-age", Zip: "CANARY-zip"}
+	sealed, err := prot.Protect(t.Context(), v, mustJSON(v), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out typedAsNumber
+	_, err = prot.Unprotect(t.Context(), sealed, &out, "s")
+	if !errors.Is(err, pii.ErrUndecodable) || strings.Contains(err.Error(), "CANARY") {
+		t.Fatalf("err = %v", err)
 	}
 }

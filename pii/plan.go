@@ -1,6 +1,7 @@
 package pii
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/fluxcapacitor/flux/internal/fastjson"
@@ -37,6 +38,11 @@ type fieldPlan struct {
 	path     []string // JSON keys; "[]" stands for every element of an array
 	isString bool     // forgotten values read as Config.Replacement
 	index    []int    // Go field index path, for a top-level field
+	// replace is the JSON a forgotten value reads as, from the tag's
+	// replace= option; nil: the default (Config.Replacement for strings,
+	// the zero value otherwise). replaceText is its text for strings.
+	replace     []byte
+	replaceText string
 }
 
 func (f fieldPlan) name() string { return strings.ReplaceAll(strings.Join(f.path, "."), ".[]", "[]") }
@@ -93,7 +99,7 @@ func (p *plan) walk(t reflect.Type, prefix []string, index []int, seen map[refle
 	defer delete(seen, t)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		mark, _, _ := strings.Cut(f.Tag.Get("pii"), ",")
+		mark, opts, _ := strings.Cut(f.Tag.Get("pii"), ",")
 		name, stored := jsonName(f)
 		idx := append(append([]int(nil), index...), i)
 		display := strings.Join(append(append([]string(nil), prefix...), name), ".")
@@ -120,8 +126,21 @@ func (p *plan) walk(t reflect.Type, prefix []string, index []int, seen map[refle
 			if err := encodable(f.Type); err != nil {
 				return p.unsupported(display, "%v", err)
 			}
-			p.fields = append(p.fields, fieldPlan{path: path, isString: f.Type.Kind() == reflect.String, index: idx})
+			fp := fieldPlan{path: path, isString: f.Type.Kind() == reflect.String, index: idx}
+			if opts != "" {
+				value, ok := strings.CutPrefix(opts, "replace=")
+				if !ok {
+					return p.unsupported(display, "unknown option %q in pii:\"data,...\"; the only option is replace=<value>", opts)
+				}
+				if fp.replace, fp.replaceText, ok = replacementJSON(f.Type, value); !ok {
+					return p.unsupported(display, "replace=%q is not a value of type %s (write it as JSON, or as the text of a string-encoded value such as a time)", value, f.Type)
+				}
+			}
+			p.fields = append(p.fields, fp)
 		case "subject":
+			if opts != "" {
+				return p.unsupported(display, "pii:\"subject\" takes no options, not %q", opts)
+			}
 			if f.Type.Kind() != reflect.String {
 				return p.unsupported(display, "the subject field must be a string, not %s", f.Type)
 			}
@@ -163,6 +182,26 @@ func (p *plan) descend(t reflect.Type, path []string, seen map[reflect.Type]bool
 	}
 	return nil
 }
+
+// replacementJSON turns a tag's replace= value into the JSON a forgotten
+// field of type t reads as: for strings the value itself; for other kinds
+// the value as a JSON literal (42, true, [], {"a":1}) or, failing that, as
+// a JSON string (a time.Time's "2000-01-01T00:00:00Z"). ok is false when
+// neither decodes into t.
+func replacementJSON(t reflect.Type, value string) (raw []byte, text string, ok bool) {
+	if t.Kind() == reflect.String {
+		raw, _ := json.Marshal(value)
+		return raw, value, true
+	}
+	for _, candidate := range [][]byte{[]byte(value), mustMarshal(value)} {
+		if json.Valid(candidate) && json.Unmarshal(candidate, reflect.New(t).Interface()) == nil {
+			return candidate, "", true
+		}
+	}
+	return nil, "", false
+}
+
+func mustMarshal(s string) []byte { b, _ := json.Marshal(s); return b }
 
 func containsMarks(t reflect.Type, seen map[reflect.Type]bool) bool {
 	t = deref(t)

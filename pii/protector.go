@@ -43,9 +43,18 @@ type Config struct {
 	// Secret derives the key-encryption key that wraps every data key
 	// (KEY_MANAGEMENT_SECRET). At least MinSecretLength bytes.
 	Secret []byte
-	// Replacement is what a string field of a forgotten subject reads as.
-	// Fields of other kinds read as their zero value. Default "".
+	// Replacement is what a string field of a forgotten subject reads as,
+	// unless the field's tag names its own (`pii:"data,replace=unknown"`).
+	// Fields of other kinds read as their zero value (0, false, the zero
+	// time, nil slices and maps, zero structs) or their tag's replace=
+	// value. Default "".
 	Replacement string
+	// AllowUnencrypted lets a `pii:"data"` field hold a stored value that is
+	// not a ciphertext (it loads as it is). Off by default: such a value
+	// fails the load with ErrNotEncrypted, since it was written around the
+	// framework or before the field was marked, and nothing protects it.
+	// Turn it on only while migrating such events, then re-encrypt them.
+	AllowUnencrypted bool
 	// CacheSize bounds the number of unwrapped data keys kept in memory.
 	// Default 10,000.
 	CacheSize int
@@ -226,8 +235,14 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 	for _, f := range pl.fields {
 		err := transformField(obj, f.path, "", func(field string, raw []byte) ([]byte, error) {
 			sealed, rest, ok, err := appendEnvelope(arena, raw)
-			if err != nil || !ok {
-				return raw, err // a value stored before it was marked stays as it is
+			if err != nil {
+				return raw, err
+			}
+			if !ok {
+				if isNull(raw) || string(raw) == `""` || p.cfg.AllowUnencrypted {
+					return raw, nil // nothing to protect, or allowed while migrating
+				}
+				return nil, fmt.Errorf("%w: re-encrypt the event, or set pii.Config.AllowUnencrypted while migrating", ErrNotEncrypted)
 			}
 			arena = rest
 			if subject == "" {
@@ -238,10 +253,16 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 					return nil, err
 				}
 			}
-			if entry.forgotten || entry.missing {
+			if entry.missing {
+				return nil, missingKey(subject)
+			}
+			if entry.forgotten {
 				p.stats.forgottenReads.Add(1)
 				forgotten = append(forgotten, field)
-				if f.isString {
+				switch {
+				case f.replace != nil:
+					return f.replace, nil
+				case f.isString:
 					return json.Marshal(p.cfg.Replacement)
 				}
 				return []byte("null"), nil
@@ -274,9 +295,23 @@ func (p *Protector) Unprotect(ctx context.Context, data []byte, target any, scop
 		plainPool.Put(bp)
 	}
 	if err != nil {
-		return nil, err
+		return nil, decodeError(pl, subject, err)
 	}
 	return forgotten, nil
+}
+
+// decodeError reports that decrypted data did not decode into the target
+// without the decoder's message, which can quote the value ("trying to
+// unmarshal \"ada@example.com\" into int"): only the field, the JSON kind
+// and the Go type are kept.
+func decodeError(pl *plan, subject string, err error) error {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		return &FieldError{Type: pl.typeName, Field: ute.Field, Subject: subject,
+			Err: fmt.Errorf("%w: a JSON %s does not decode into %v", ErrUndecodable, ute.Value, ute.Type)}
+	}
+	return &FieldError{Type: pl.typeName, Subject: subject,
+		Err: fmt.Errorf("%w: the decoder's message is withheld, since it may quote personal data; check that the type's fields match the stored event (an upcaster may be missing)", ErrUndecodable)}
 }
 
 // unprotectDirect is Unprotect for plans whose personal fields are all
@@ -302,10 +337,6 @@ func (p *Protector) unprotectDirect(ctx context.Context, pl *plan, data []byte, 
 	for i := range pl.fields {
 		f := &pl.fields[i]
 		fv := v.Field(f.index[0])
-		body, ok := strings.CutPrefix(fv.String(), EnvelopePrefix)
-		if !ok {
-			continue // a value stored before it was marked stays as it is
-		}
 		field := f.path[0]
 		scrub := func() { scrubFields(pl, v) }
 		fail := func(err error) error {
@@ -314,6 +345,13 @@ func (p *Protector) unprotectDirect(ctx context.Context, pl *plan, data []byte, 
 			}
 			scrub()
 			return &FieldError{Type: pl.typeName, Field: field, Subject: subject, Err: err}
+		}
+		body, ok := strings.CutPrefix(fv.String(), EnvelopePrefix)
+		if !ok {
+			if fv.String() == "" || p.cfg.AllowUnencrypted {
+				continue // nothing to protect, or allowed while migrating
+			}
+			return nil, fail(fmt.Errorf("%w: re-encrypt the event, or set pii.Config.AllowUnencrypted while migrating", ErrNotEncrypted))
 		}
 		sealed, rest, err := appendEnvelopeBody(sc.arena, readOnlyBytes(body))
 		if err != nil {
@@ -328,10 +366,17 @@ func (p *Protector) unprotectDirect(ctx context.Context, pl *plan, data []byte, 
 				return nil, fail(err)
 			}
 		}
-		if entry.forgotten || entry.missing {
+		if entry.missing {
+			return nil, fail(missingKey(subject))
+		}
+		if entry.forgotten {
 			p.stats.forgottenReads.Add(1)
 			forgotten = append(forgotten, field)
-			fv.SetString(p.cfg.Replacement)
+			if f.replace != nil {
+				fv.SetString(f.replaceText)
+			} else {
+				fv.SetString(p.cfg.Replacement)
+			}
 			continue
 		}
 		if aadBase < 0 {
@@ -369,6 +414,11 @@ func (p *Protector) unprotectDirect(ctx context.Context, pl *plan, data []byte, 
 		fv.SetString(unsafe.String(&texts[start], len(texts)-start))
 	}
 	return forgotten, nil
+}
+
+// missingKey is the cause of a load whose data key is missing.
+func missingKey(subject string) error {
+	return fmt.Errorf("%w: restore the encryption_keys table from a backup, or forget subject %q to make its data read as forgotten", ErrKeyMissing, subject)
 }
 
 // scrubFields empties the personal fields of a direct plan's target, so it
@@ -599,9 +649,10 @@ func (p *Protector) fetch(ctx context.Context, subject string, create bool, now 
 	case errors.Is(err, ErrForgotten):
 		return &cacheEntry{subject: subject, forgotten: true, at: now}, nil
 	case errors.Is(err, ErrKeyNotFound) && !create:
-		// Documented: a missing key reads like a forgotten one (the PHP
-		// library forgot by deleting keys), but is not cached as such.
-		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "pii: encrypted data of a subject without a key reads as forgotten", slog.String("subject", subject))
+		// Encrypted data whose key is gone without a tombstone: a lost
+		// key, not an erasure (readers fail with ErrKeyMissing). Not cached:
+		// the key may be restored.
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "pii: encrypted data of a subject without a data key or tombstone; restore the key store or forget the subject", slog.String("subject", subject))
 		return &cacheEntry{subject: subject, missing: true, at: now}, nil
 	case errors.Is(err, ErrKeyNotFound):
 		dk, err := newDataKey()
@@ -676,23 +727,112 @@ func (p *Protector) CheckType(t reflect.Type) error {
 	return nil
 }
 
+// ForgetReport says what Forget did. It names the subject (an ID, never
+// personal data) and no values.
+type ForgetReport struct {
+	Subject string
+	// At is when the key was deleted (or the tombstone written).
+	At time.Time
+	// KeyDeleted: the subject had a data key and it is deleted now; every
+	// copy of its personal data — in events, snapshots, the global log and
+	// the command bus's idempotency records, all encrypted under that key —
+	// reads as replacement values from now on. Snapshots are not deleted:
+	// their personal fields are unreadable like the events'.
+	KeyDeleted bool
+	// AlreadyForgotten: the subject had been forgotten before; the first
+	// forgetting record (who, when, why) is kept.
+	AlreadyForgotten bool
+	// NoPersonalData: the subject never had a key, so no personal data
+	// was held for it; the tombstone now refuses new personal data.
+	NoPersonalData bool
+	// Signalled: the SubjectForgotten record is in the global log (at
+	// SignalPosition, or earlier when SignalledBefore), so projections
+	// built with projection.Forgetting() erase their rows of the subject.
+	// False when the key store is not also the event store.
+	Signalled       bool
+	SignalPosition  int64
+	SignalledBefore bool
+}
+
+// String is the human-readable report `flux forget` prints.
+func (r ForgetReport) String() string {
+	var b strings.Builder
+	switch {
+	case r.AlreadyForgotten:
+		fmt.Fprintf(&b, "subject %q was already forgotten; no key was left to delete", r.Subject)
+	case r.NoPersonalData:
+		fmt.Fprintf(&b, "no personal data was held for %q; a tombstone now blocks new data", r.Subject)
+	default:
+		fmt.Fprintf(&b, "deleted the data key of %q: its personal data in events, snapshots and idempotency records now reads as replacement values", r.Subject)
+	}
+	switch {
+	case r.Signalled && r.SignalledBefore:
+		b.WriteString("; read models were already signalled (SubjectForgotten in the global log)")
+	case r.Signalled:
+		fmt.Fprintf(&b, "; read models signalled (SubjectForgotten at global position %d)", r.SignalPosition)
+	default:
+		b.WriteString("; no SubjectForgotten record was written (the key store is not an event store)")
+	}
+	return b.String()
+}
+
 // Forget deletes the subject's data key and records that it was forgotten
 // (who and when). Afterwards the subject's personal data reads as
-// replacement values everywhere — events, snapshots, the global log — and
-// no new personal data can be stored for it. It cannot be undone.
-func (p *Protector) Forget(ctx context.Context, subject string, opts ForgetOptions) error {
-	if subject == "" {
-		return fmt.Errorf("%w: pii: forget: subject is empty", flux.ErrPersonalData)
-	}
-	now := p.cfg.Clock()
-	if err := p.cfg.Keys.ForgetSubject(ctx, Forgetting{Subject: subject, At: now, By: opts.By, Reason: opts.Reason}); err != nil {
-		return fmt.Errorf("pii: forget subject %q: %w", subject, err)
+// replacement values everywhere — events, snapshots, the global log,
+// idempotency records — and no new personal data can be stored for it. It
+// cannot be undone.
+//
+// When the key store is also the event store (every backend of this
+// repository is both), Forget then appends a SubjectForgotten record to the
+// global log (flux.SignalForgotten), so read models learn of it. Forget is
+// safe to repeat: an interrupted one completes when run again, and a
+// subject is signalled once. The report says what was done.
+func (p *Protector) Forget(ctx context.Context, subject string, opts ForgetOptions) (ForgetReport, error) {
+	rep, err := ForgetSubject(ctx, p.cfg.Keys, subject, opts, p.cfg.Clock())
+	if rep.At.IsZero() { // the key was not deleted
+		return rep, err
 	}
 	p.mu.Lock()
-	p.put(&cacheEntry{subject: subject, forgotten: true, at: now})
+	p.put(&cacheEntry{subject: subject, forgotten: true, at: rep.At})
 	p.mu.Unlock()
-	p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "pii: subject forgotten", slog.String("subject", subject), slog.String("by", opts.By))
-	return nil
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "pii: subject forgotten", slog.String("subject", subject), slog.String("by", opts.By),
+		slog.Bool("key_deleted", rep.KeyDeleted), slog.Bool("already_forgotten", rep.AlreadyForgotten), slog.Bool("signalled", rep.Signalled))
+	return rep, err
+}
+
+// ForgetSubject is Forget without a Protector (no key-encryption secret is
+// needed to delete a key): `flux forget` uses it. Protectors of other
+// processes notice within their Config.CacheTTL.
+func ForgetSubject(ctx context.Context, keys KeyStore, subject string, opts ForgetOptions, at time.Time) (ForgetReport, error) {
+	rep := ForgetReport{Subject: subject}
+	if subject == "" {
+		return rep, fmt.Errorf("%w: pii: forget: subject is empty", flux.ErrPersonalData)
+	}
+	// What was there before: the store's ForgetSubject is idempotent and
+	// says nothing, so look first. (Two Forget calls racing may both
+	// report the key deleted.)
+	if _, was, err := keys.Forgotten(ctx, subject); err != nil {
+		return rep, fmt.Errorf("pii: forget subject %q: read its tombstone: %w", subject, err)
+	} else if was {
+		rep.AlreadyForgotten = true
+	} else if _, err := keys.LoadKey(ctx, subject); errors.Is(err, ErrKeyNotFound) {
+		rep.NoPersonalData = true
+	} else if err != nil && !errors.Is(err, ErrForgotten) {
+		return rep, fmt.Errorf("pii: forget subject %q: read its key: %w", subject, err)
+	}
+	if err := keys.ForgetSubject(ctx, Forgetting{Subject: subject, At: at, By: opts.By, Reason: opts.Reason}); err != nil {
+		return rep, fmt.Errorf("pii: forget subject %q: %w", subject, err)
+	}
+	rep.At = at
+	rep.KeyDeleted = !rep.AlreadyForgotten && !rep.NoPersonalData
+	if log, ok := keys.(flux.EventStore); ok {
+		pos, before, err := flux.SignalForgotten(ctx, log, flux.SubjectForgotten{Subject: subject, By: opts.By, Reason: opts.Reason}, at)
+		if err != nil {
+			return rep, fmt.Errorf("pii: subject %q is forgotten (its key is deleted), but %w", subject, err)
+		}
+		rep.Signalled, rep.SignalPosition, rep.SignalledBefore = true, pos, before
+	}
+	return rep, nil
 }
 
 // RotateSecret re-wraps every data key in keys from oldSecret to

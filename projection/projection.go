@@ -22,6 +22,11 @@ type Projection interface {
 type Filter struct {
 	EventNames     []string
 	AggregateTypes []string
+	// Forgetting also selects flux.SubjectForgotten records, whatever the
+	// lists say (an unfiltered projection receives them anyway): the
+	// signal that a data subject was forgotten, on which a read model
+	// holding personal data erases or anonymises the subject's rows.
+	Forgetting bool
 }
 
 // Handler is an at-least-once projection: Handle runs for every event in
@@ -68,6 +73,14 @@ func Events(names ...string) Option { return func(b *base) { b.filter.EventNames
 func AggregateTypes(types ...string) Option {
 	return func(b *base) { b.filter.AggregateTypes = types }
 }
+
+// Forgetting makes the projection receive flux.SubjectForgotten records
+// besides the events its other options select. Every read model that
+// keeps personal data (decrypted values, or anything derived from them)
+// needs it: on a SubjectForgotten event, delete or anonymise the rows of
+// e.Event.(flux.SubjectForgotten).Subject. The record is appended once per
+// subject, after its key was deleted (pii.Protector.Forget, `flux forget`).
+func Forgetting() Option { return func(b *base) { b.filter.Forgetting = true } }
 
 // OnReset sets what Reset does (empty the read model) for rebuilds.
 func OnReset(fn func(ctx context.Context) error) Option { return func(b *base) { b.reset = fn } }

@@ -74,7 +74,8 @@ func rawDB(b *testing.B, s *Store) *sql.DB {
 var deposit = Deposited{Amount: 1250, Currency: "EUR", Note: "monthly savings transfer"}
 
 func rawInsert(b *testing.B, db *sql.DB, stream string, from int64, n int) {
-	payload, _ := json.Marshal(deposit)
+	encoded, _ := json.Marshal(deposit)
+	payload := string(encoded) // TEXT, as the store writes it
 	var ids uuid.Generator
 	now := formatTime(time.Now())
 	tx, err := db.Begin()

@@ -24,7 +24,7 @@ var (
 // transaction, or returns the *flux.IdempotencyError of the first use.
 func (s *Store) writeIdempotency(ctx context.Context, tx *sql.Tx, k *flux.IdempotencyRecord) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (idempotency_key, result, created_at) VALUES (?, ?, ?)`,
-		k.Key, nonNil(k.Result), formatTime(k.CreatedAt))
+		k.Key, text(k.Result), formatTime(k.CreatedAt))
 	if err == nil {
 		return nil
 	}
@@ -38,20 +38,13 @@ func (s *Store) writeIdempotency(ctx context.Context, tx *sql.Tx, k *flux.Idempo
 	return &flux.IdempotencyError{Record: first}
 }
 
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
 // writeSnapshot stores w inside the append transaction and prunes.
 func (s *Store) writeSnapshot(ctx context.Context, tx *sql.Tx, w *flux.SnapshotWrite) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO aggregate_snapshots (aggregate_id, aggregate_type, version, schema_version, data, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (aggregate_id, version) DO UPDATE SET aggregate_type = excluded.aggregate_type,
 			schema_version = excluded.schema_version, data = excluded.data, created_at = excluded.created_at`,
-		w.StreamID, w.AggregateType, w.Version, w.SchemaVersion, string(w.Data), formatTime(w.CreatedAt))
+		w.StreamID, w.AggregateType, w.Version, w.SchemaVersion, text(w.Data), formatTime(w.CreatedAt))
 	if err != nil {
 		return s.appendError(ctx, err)
 	}
@@ -205,6 +198,9 @@ func lookupIdempotency(ctx context.Context, q queryer, key string) (flux.Idempot
 	}
 	if err != nil {
 		return rec, false, err
+	}
+	if len(rec.Result) == 0 {
+		rec.Result = nil // as an empty BLOB read before schema version 3
 	}
 	if rec.CreatedAt, err = parseTime(created); err != nil {
 		return rec, false, fmt.Errorf("%w: sqlitestore: idempotency key %q: %v", flux.ErrCorruptEvent, key, err)
@@ -442,13 +438,19 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, err
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: one conditional
+// statement moves the checkpoint only from cp.Supersedes.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
-	_, err := s.wdb.ExecContext(ctx, upsertCheckpoint, cp.Name, cp.Position, formatTime(cp.UpdatedAt))
-	return s.writeError(ctx, "save checkpoint", err)
+	var err error
+	if cp.Supersedes == projection.AnyPosition {
+		_, err = s.wdb.ExecContext(ctx, upsertCheckpoint, cp.Name, cp.Position, formatTime(cp.UpdatedAt))
+	} else {
+		err = moveCheckpoint(ctx, s.wdb, cp.Supersedes, cp)
+	}
+	return s.checkpointError(ctx, "save checkpoint "+cp.Name, err)
 }
 
 const upsertCheckpoint = `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)

@@ -1,13 +1,25 @@
 package sqlitestore
 
+import (
+	"context"
+	"database/sql"
+)
+
+// A migration is one schema step: a script, or Go code for a step that
+// reports what it changed. All pending steps run in one transaction.
+type migration struct {
+	script string
+	apply  func(ctx context.Context, tx *sql.Tx, m *Migration) error
+}
+
 // migrations are applied in order; PRAGMA user_version records how many ran.
 // Never edit a step that has shipped: append a new one.
-var migrations = []string{
+var migrations = []migration{
 	// 1: the events table, after the PHP library's layout (global id,
 	// aggregate id, aggregate type, event name, event version, payload JSON,
 	// occurred on, request id, version) plus the event ID, correlation and
 	// causation IDs and the free-form metadata.
-	`CREATE TABLE IF NOT EXISTS events (
+	{script: `CREATE TABLE IF NOT EXISTS events (
 		id             INTEGER PRIMARY KEY,  -- global position, assigned in commit order
 		event_id       TEXT    NOT NULL,
 		aggregate_id   TEXT    NOT NULL,
@@ -26,12 +38,12 @@ var migrations = []string{
 	);
 	CREATE INDEX IF NOT EXISTS idx_events_aggregate_id ON events (aggregate_id);
 	CREATE INDEX IF NOT EXISTS idx_events_occurred_on ON events (occurred_on);
-	CREATE INDEX IF NOT EXISTS idx_events_correlation_id ON events (correlation_id);`,
+	CREATE INDEX IF NOT EXISTS idx_events_correlation_id ON events (correlation_id);`},
 	// 2: snapshots (the PHP library's aggregate_snapshots plus the
 	// snapshot schema version), data keys (its encryption_keys),
 	// tombstones of forgotten subjects, idempotency keys and projection
 	// checkpoints.
-	`CREATE TABLE IF NOT EXISTS aggregate_snapshots (
+	{script: `CREATE TABLE IF NOT EXISTS aggregate_snapshots (
 		id             INTEGER PRIMARY KEY,
 		aggregate_id   TEXT    NOT NULL,
 		aggregate_type TEXT    NOT NULL,
@@ -66,5 +78,52 @@ var migrations = []string{
 		name       TEXT PRIMARY KEY,
 		position   INTEGER NOT NULL,
 		updated_at TEXT NOT NULL
-	);`,
+	);`},
+	// 3: JSON is TEXT, never BLOB (see text.go). Versions before bound
+	// event payloads and idempotency results as BLOBs: convert those rows,
+	// and rebuild idempotency_keys, whose result column was declared BLOB.
+	{apply: jsonAsText},
+}
+
+// textColumns are the columns holding JSON, stored as TEXT from schema
+// version 3 on.
+var textColumns = []struct{ table, column string }{
+	{"events", "payload"},
+	{"events", "metadata"},
+	{"aggregate_snapshots", "data"},
+	{"idempotency_keys", "result"},
+}
+
+// jsonAsText is migration 3. CAST keeps the bytes: the database encoding is
+// UTF-8, and the values were written as UTF-8 JSON. The UPDATEs touch no
+// index (none covers these columns) and rewrite only the BLOB rows.
+func jsonAsText(ctx context.Context, tx *sql.Tx, m *Migration) error {
+	for _, c := range textColumns {
+		r, err := tx.ExecContext(ctx, `UPDATE `+c.table+` SET `+c.column+` = CAST(`+c.column+` AS TEXT) WHERE typeof(`+c.column+`) = 'blob'`)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if m.Converted == nil {
+				m.Converted = make(map[string]int64)
+			}
+			m.Converted[c.table+"."+c.column] += n
+		}
+	}
+	// SQLite cannot change a column's declared type in place: copy the
+	// table into one declared with TEXT and swap it in.
+	_, err := tx.ExecContext(ctx, `CREATE TABLE idempotency_keys_v3 (
+		idempotency_key TEXT PRIMARY KEY,
+		result          TEXT NOT NULL,      -- JSON
+		created_at      TEXT NOT NULL
+	);
+	INSERT INTO idempotency_keys_v3 (idempotency_key, result, created_at)
+		SELECT idempotency_key, result, created_at FROM idempotency_keys;
+	DROP TABLE idempotency_keys;
+	ALTER TABLE idempotency_keys_v3 RENAME TO idempotency_keys;`)
+	return err
 }

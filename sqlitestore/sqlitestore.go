@@ -22,6 +22,14 @@
 // version is checked in the INSERT itself (the row is only inserted when
 // version = expected exists), so neither a stale writer nor one that
 // expects a version the stream has not reached can write.
+//
+// # Storage
+//
+// JSON (payloads, metadata, snapshot data, idempotency results) is stored
+// as TEXT, byte for byte as written, so the sqlite3 shell's .dump shows it
+// as text and json_extract reads it, as with PostgreSQL and MariaDB.
+// Migrate converts the BLOBs that versions before schema 3 stored; see
+// Store.Migrated for what it did.
 package sqlitestore
 
 import (
@@ -31,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -107,6 +116,10 @@ type Store struct {
 	stmts  map[string]*sql.Stmt // prepared read queries, by SQL text
 	wstmts map[string]*sql.Stmt // prepared write statements (on the one write connection)
 
+	migMu    sync.Mutex
+	migRan   bool
+	migrated Migration
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
@@ -178,8 +191,33 @@ func (s *Store) DB() *sql.DB { return s.rdb }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Migrate brings the schema up to date. Open calls it; calling it again is
-// harmless.
+// Migration reports what Migrate did.
+type Migration struct {
+	// From and To are the schema versions (PRAGMA user_version) before the
+	// first Migrate of this Store, usually the one Open runs, and after the
+	// last. They are equal when the schema was already current.
+	From, To int
+	// Converted counts the JSON values rewritten from BLOB to TEXT, by
+	// "table.column" (schema version 3; see the package documentation).
+	Converted map[string]int64
+}
+
+// Migrated reports the schema steps this Store applied: those Open ran and
+// those of any later Migrate call.
+func (s *Store) Migrated() Migration {
+	s.migMu.Lock()
+	defer s.migMu.Unlock()
+	m := s.migrated
+	if m.Converted != nil {
+		m.Converted = maps.Clone(m.Converted)
+	}
+	return m
+}
+
+// Migrate brings the schema up to date, in one transaction: a failure
+// leaves the database as it was. Open calls it; calling it again is
+// harmless. A database written by a version before schema 3 has its JSON
+// stored as BLOBs converted to TEXT, which rewrites those rows once.
 func (s *Store) Migrate(ctx context.Context) error {
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
@@ -193,15 +231,46 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if current > len(migrations) {
 		return fmt.Errorf("sqlitestore: %s has schema version %d, newer than this build knows (%d); upgrade FluxCapacitor", s.path, current, len(migrations))
 	}
+	var m Migration
 	for i := current; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return interpretError(fmt.Errorf("sqlitestore: migrate %s to version %d: %w", s.path, i+1, err))
+		step := migrations[i]
+		if step.apply != nil {
+			err = step.apply(ctx, tx, &m)
+		} else {
+			_, err = tx.ExecContext(ctx, step.script)
 		}
+		if err != nil {
+			return interpretError(fmt.Errorf("sqlitestore: migrate %s from version %d to %d: %w; the database is unchanged", s.path, current, i+1, err))
+		}
+	}
+	if current == len(migrations) {
+		s.recordMigration(current, m)
+		return nil
 	}
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
 		return interpretError(fmt.Errorf("sqlitestore: migrate %s: %w", s.path, err))
 	}
-	return interpretError(tx.Commit())
+	if err := tx.Commit(); err != nil {
+		return interpretError(fmt.Errorf("sqlitestore: migrate %s from version %d to %d: %w; the database is unchanged", s.path, current, len(migrations), err))
+	}
+	s.recordMigration(current, m)
+	return nil
+}
+
+func (s *Store) recordMigration(from int, m Migration) {
+	s.migMu.Lock()
+	defer s.migMu.Unlock()
+	if !s.migRan {
+		s.migRan = true
+		s.migrated.From = from
+	}
+	s.migrated.To = len(migrations)
+	for k, n := range m.Converted {
+		if s.migrated.Converted == nil {
+			s.migrated.Converted = make(map[string]int64)
+		}
+		s.migrated.Converted[k] += n
+	}
 }
 
 // Close closes the database. It is idempotent.
@@ -421,7 +490,7 @@ func insertArgs(st *flux.StreamAppend, from, to int, base int64, checkExact bool
 	for i := from; i < to; i++ {
 		e := &st.Events[i]
 		args = append(args, e.EventID, st.StreamID, st.AggregateType, e.EventName, e.EventVersion,
-			e.Payload, extraJSON(e.Metadata.Extra), formatTime(e.OccurredAt),
+			text(e.Payload), extraJSON(e.Metadata.Extra), formatTime(e.OccurredAt),
 			requestID(e.Metadata.RequestID), e.Metadata.CorrelationID, e.Metadata.CausationID,
 			base+int64(i)+1)
 	}
@@ -448,7 +517,7 @@ func extraJSON(extra map[string]string) any {
 	if err != nil { // map[string]string always marshals
 		return nil
 	}
-	return string(b)
+	return text(b)
 }
 
 // conflict builds the ConflictError for st, reading the stream's actual

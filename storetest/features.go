@@ -353,8 +353,9 @@ func testCheckpoints(t *testing.T, h Harness) {
 	if err != nil || cp.Position != 0 || cp.Name != "balances" {
 		t.Fatalf("missing checkpoint = %+v, %v", cp, err)
 	}
-	for _, p := range []int64{10, 25} {
-		if err := cs.SaveCheckpoint(ctx, projection.Checkpoint{Name: "balances", Position: p, UpdatedAt: base.Add(time.Duration(p) * time.Second)}); err != nil {
+	for _, m := range [][2]int64{{0, 10}, {10, 25}} {
+		from, p := m[0], m[1]
+		if err := cs.SaveCheckpoint(ctx, projection.Checkpoint{Name: "balances", Position: p, Supersedes: from, UpdatedAt: base.Add(time.Duration(p) * time.Second)}); err != nil {
 			t.Fatal(err)
 		}
 	}

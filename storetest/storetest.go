@@ -79,6 +79,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("idempotency keys", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })
 	t.Run("data keys for personal data", func(t *testing.T) { t.Parallel(); testKeys(t, h) })
 	t.Run("projection checkpoints", func(t *testing.T) { t.Parallel(); testCheckpoints(t, h) })
+	t.Run("checkpoint writes are conditional", func(t *testing.T) { t.Parallel(); testCheckpointWrites(t, h) })
+	t.Run("concurrent checkpoint writers never move it backwards", func(t *testing.T) { t.Parallel(); testConcurrentCheckpointWriters(t, h) })
+	t.Run("three runners share a projection", func(t *testing.T) { t.Parallel(); testRunnersShareAProjection(t, h) })
+	t.Run("runner backoff resets after a success", func(t *testing.T) { t.Parallel(); testBackoffResets(t, h) })
 	t.Run("streams and head", func(t *testing.T) { t.Parallel(); testInspector(t, h) })
 	t.Run("close twice and use after close", func(t *testing.T) { t.Parallel(); testClose(t, h) })
 }

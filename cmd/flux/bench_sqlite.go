@@ -40,7 +40,7 @@ func (r *sqliteRaw) insert(ctx context.Context, stream string, from int64, n int
 	now := benchTime()
 	for i := 0; i < n; i++ {
 		id := benchIDs.New()
-		if _, err := stmt.ExecContext(ctx, id, stream, "Account", "Deposited", 1, payload, nil, now, flux.DefaultRequestID, id, "", from+int64(i)+1); err != nil {
+		if _, err := stmt.ExecContext(ctx, id, stream, "Account", "Deposited", 1, string(payload), nil, now, flux.DefaultRequestID, id, "", from+int64(i)+1); err != nil {
 			return err
 		}
 	}

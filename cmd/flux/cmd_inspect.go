@@ -23,23 +23,6 @@ func (m *Main) withBackend(ctx context.Context, dsn string, create bool, fn func
 	return fn(b)
 }
 
-func runMigrate(ctx context.Context, m *Main, args []string) error {
-	fs := m.newFlagSet("migrate [--dsn DSN]", "Creates the event store's tables and indexes, or upgrades them to this\nversion's schema. Safe to run twice.", "  flux migrate\n  flux migrate --dsn postgres://app@db:5432/events")
-	c := addCommon(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	return m.withBackend(ctx, *c.dsn, true, func(b *backend) error {
-		if mg, ok := b.store.(interface{ Migrate(context.Context) error }); ok {
-			if err := mg.Migrate(ctx); err != nil {
-				return err
-			}
-		}
-		return m.report(*c.json, map[string]any{"backend": b.kind, "store": b.where, "schema": "up to date"},
-			"%s event store at %s: schema is up to date", b.kind, b.where)
-	})
-}
-
 type streamRow struct {
 	AggregateType string `json:"aggregate_type"`
 	StreamID      string `json:"stream_id"`

@@ -228,7 +228,7 @@ func (m *Main) confirm(prompt, want string) bool {
 
 func runForget(ctx context.Context, m *Main, args []string) error {
 	fs := m.newFlagSet("forget SUBJECT [--by WHO] [--reason TEXT] [--yes]",
-		"Crypto-shreds a data subject: deletes their data key, so their personal data\nbecomes unreadable in every event, snapshot and copy, for good, and no new\npersonal data can be stored for them. The forgetting is recorded (who,\nwhen, why). Asks for confirmation unless --yes.",
+		"Crypto-shreds a data subject: deletes their data key, so their personal data\nbecomes unreadable in every event, snapshot and copy, for good, and no new\npersonal data can be stored for them. The forgetting is recorded (who,\nwhen, why) and a SubjectForgotten record in the global log tells read\nmodels to erase their rows. Says what it did: key deleted, or no personal\ndata held. Asks for confirmation unless --yes.",
 		"  flux forget 0190f6a0-3c1e-7b8e-9d2f-0123456789ab --by dpo@example.com --reason \"request 42\"")
 	c := addCommon(fs)
 	by := fs.String("by", "flux CLI", "who asks (recorded; no personal data)")
@@ -245,18 +245,26 @@ func runForget(ctx context.Context, m *Main, args []string) error {
 		if f, done, err := b.store.Forgotten(ctx, subject); err != nil {
 			return err
 		} else if done {
-			return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(f.At), "by": f.By, "already": true},
-				"subject %s was already forgotten at %s by %s", subject, fmtTime(f.At), f.By)
+			// Complete an interrupted forget: the signal to read models.
+			rep, err := pii.ForgetSubject(ctx, b.store, subject, pii.ForgetOptions{By: f.By, Reason: f.Reason}, f.At)
+			if err != nil {
+				return err
+			}
+			return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(f.At), "by": f.By, "already": true,
+				"key_deleted": false, "no_personal_data": false, "signalled": rep.Signalled, "signal_position": rep.SignalPosition, "signalled_before": rep.SignalledBefore},
+				"subject %s was already forgotten at %s by %s; no key was left to delete", subject, fmtTime(f.At), f.By)
 		}
 		if !*yes && !m.confirm(fmt.Sprintf("Forget subject %s: their personal data becomes unreadable everywhere, forever.\nType the subject ID to confirm: ", subject), subject) {
 			return errors.New("not confirmed; nothing was forgotten")
 		}
-		f := pii.Forgetting{Subject: subject, At: m.Clock(), By: *by, Reason: *reason}
-		if err := b.store.ForgetSubject(ctx, f); err != nil {
+		rep, err := pii.ForgetSubject(ctx, b.store, subject, pii.ForgetOptions{By: *by, Reason: *reason}, m.Clock())
+		if err != nil {
 			return err
 		}
-		return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(f.At), "by": f.By, "already": false},
-			"forgot subject %s at %s (recorded: by %s)", subject, fmtTime(f.At), f.By)
+		return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(rep.At), "by": *by, "already": false,
+			"key_deleted": rep.KeyDeleted, "no_personal_data": rep.NoPersonalData, "snapshots": "unreadable (encrypted under the deleted key)",
+			"signalled": rep.Signalled, "signal_position": rep.SignalPosition, "signalled_before": rep.SignalledBefore},
+			"%s", rep.String())
 	})
 }
 

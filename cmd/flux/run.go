@@ -64,6 +64,7 @@ func commands() map[string]command {
 		"keys":        {"manage data keys: rotate the key-encryption secret", runKeys},
 		"snapshots":   {"snapshot statistics; prune or delete snapshots", runSnapshots},
 		"bench":       {"run the standard workload against a backend, beside the raw driver", runBench},
+		"version":     {"print the version and VCS revision of this binary and its modules", runVersion},
 	}
 }
 

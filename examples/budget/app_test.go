@@ -13,6 +13,7 @@ import (
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/examples/budget"
 	"github.com/fluxcapacitor/flux/memstore"
+	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 )
 
@@ -301,5 +302,47 @@ func TestPHPEraCreditsAreUpcast(t *testing.T) {
 	do(t, app, budget.CreditBudgetEnvelope{EnvelopeID: "e1", UserID: "u1", Amount: 1})
 	if v := envelope(t, app, "e1"); v.CurrentAmount != 12_51 {
 		t.Fatalf("balance = %d, want 1251", v.CurrentAmount)
+	}
+}
+
+func TestDirectoryForgetsItsRows(t *testing.T) {
+	t.Parallel()
+	app, _ := newApp(t)
+	dir := budget.NewMemoryDirectory()
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: app.Repo, PollInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(budget.DirectoryProjection("directory", dir)); err != nil {
+		t.Fatal(err)
+	}
+	do(t, app, signUp("u1", "ada@canary.example"), signUp("u2", "bob@example.com"))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	waitFor := func(what string, ok func([]budget.DirectoryEntry) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for rows := dir.List(); !ok(rows); rows = dir.List() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: directory = %+v", what, rows)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("both users", func(rows []budget.DirectoryEntry) bool {
+		return len(rows) == 2 && rows[0].Email == "ada@canary.example"
+	})
+	if _, err := app.Protector.Forget(t.Context(), "u1", pii.ForgetOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("u1 erased", func(rows []budget.DirectoryEntry) bool { return len(rows) == 1 && rows[0].UserID == "u2" })
+	// A rebuild from scratch does not bring the forgotten user back.
+	cancel()
+	if err := r.Rebuild(t.Context(), "directory", projection.ReplayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rows := dir.List(); len(rows) != 1 || rows[0].UserID != "u2" {
+		t.Fatalf("rebuilt directory = %+v", rows)
 	}
 }

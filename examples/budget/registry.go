@@ -17,6 +17,7 @@ func Definitions() []flux.Definition {
 			flux.EventType[UserFirstnameChanged]("UserFirstnameChanged", 1),
 			flux.EventType[UserLastnameChanged]("UserLastnameChanged", 1),
 			flux.EventType[UserDeleted]("UserDeleted", 1),
+			flux.Snapshots(flux.SnapshotPolicy{Every: 10, Keep: 2}),
 		),
 		flux.AggregateType("BudgetEnvelope", func() *BudgetEnvelope { return new(BudgetEnvelope) },
 			flux.EventType[BudgetEnvelopeAdded]("BudgetEnvelopeAdded", 1),

@@ -46,17 +46,29 @@ type UserDeleted struct {
 	UserID string `json:"userId"`
 }
 
-// User is a person using the budget application.
+// User is a person using the budget application. It is snapshotted, and
+// its state is the snapshot: the fields that hold personal data are marked
+// like the events' (and PersonalDataSubject names the user), so snapshots
+// are encrypted under the user's key and forgotten with the events.
 type User struct {
 	flux.Root
-	Email              string
-	Firstname          string
-	Lastname           string
-	LanguagePreference string
+	Email              string `pii:"data"`
+	Firstname          string `pii:"data"`
+	Lastname           string `pii:"data"`
+	LanguagePreference string `pii:"data"`
 	ConsentGiven       bool
 	Roles              []string
 	Deleted            bool
 }
+
+// PersonalDataSubject names the data subject of the user's snapshots.
+func (u *User) PersonalDataSubject() string { return u.ID() }
+
+// SnapshotState implements flux.Snapshotter.
+func (u *User) SnapshotState() any { return u }
+
+// RestoreSnapshot implements flux.Snapshotter.
+func (u *User) RestoreSnapshot(decode func(any) error) error { return decode(u) }
 
 // RegisterUser creates a user (the command handler of SignUp calls it).
 func RegisterUser(id, email, firstname, lastname, language string, consent bool) (*User, error) {
