@@ -71,6 +71,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("writers appending with Any never conflict", func(t *testing.T) { t.Parallel(); testConcurrentAny(t, h) })
 	t.Run("global log follows commit order under 8 writers", func(t *testing.T) { t.Parallel(); testGlobalLogOrder(t, h) })
 	t.Run("reader never skips a lower position that commits later", func(t *testing.T) { t.Parallel(); testHeldTransaction(t, h) })
+	t.Run("no read sees an append that has not committed", func(t *testing.T) { t.Parallel(); testUncommittedInvisible(t, h) })
 	t.Run("a live subscription sees every event once under 8 writers", func(t *testing.T) { t.Parallel(); testSubscriptionUnderWriters(t, h) })
 	t.Run("snapshots", func(t *testing.T) { t.Parallel(); testSnapshots(t, h) })
 	t.Run("idempotency keys", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })
