@@ -74,6 +74,14 @@ var (
 	// and names an event ID to look for. Retry later.
 	ErrStoreUnavailable = errors.New("flux: store unavailable")
 
+	// ErrTransient is returned when the database aborted an operation that
+	// may succeed if run again unchanged: a serialization failure
+	// (SQLSTATE 40001), a deadlock (PostgreSQL 40P01, MySQL/MariaDB 1213)
+	// or a lock wait timeout (MySQL/MariaDB 1205, PostgreSQL 55P03).
+	// Nothing of a failed write was committed. RetryOnConflict retries
+	// commands that fail with it.
+	ErrTransient = errors.New("flux: transient failure")
+
 	// ErrDuplicateCommand is returned by EventStore.Append when its
 	// idempotency key is already recorded, as an *IdempotencyError carrying
 	// the first outcome. Nothing of the append was written.

@@ -296,7 +296,7 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 	// idempotency key, one INSERT per stream, the snapshots. BEGIN travels
 	// with the rest: the whole append up to COMMIT is one round trip.
 	batch := &pgx.Batch{}
-	batch.Queue("BEGIN")
+	batch.Queue(beginReadCommitted)
 	if total > 0 {
 		batch.Queue(s.q.advanceHead, total, s.channel)
 	}
