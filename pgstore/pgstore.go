@@ -297,16 +297,18 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	}
 
 	res, retry, err := s.appendOnce(ctx, &req)
-	if retry {
+	for retries := s.staleRetries(); retry && retries > 0; retries-- {
 		// The connection was dead before anything could commit (typically
-		// a pooled connection the server closed while it sat idle, as in a
-		// restart): run the append once more on another connection.
-		res2, _, err2 := s.appendOnce(ctx, &req)
+		// a pooled connection the server or a proxy closed while it sat
+		// idle, as in a restart): run the append again on another
+		// connection, up to once per connection of the pool.
+		res2, retry2, err2 := s.appendOnce(ctx, &req)
 		if err2 == nil || !errors.Is(err2, flux.ErrStoreUnavailable) {
 			return res2, err2
 		}
 		// Still unavailable: report the first failure, which says what
 		// happened to the append's connection.
+		retry = retry2
 	}
 	return res, err
 }
@@ -513,17 +515,17 @@ func (s *Store) appendFailed(ctx context.Context, req *flux.AppendRequest, faile
 		// key in the error's detail names it; fall back to the first stream
 		// whose expectation no longer holds.
 		if st := conflictingStream(req, pgErr.Detail); st != nil {
-			return s.conflict(ctx, s.pool, st)
+			return s.conflict(ctx, s.reader(), st)
 		}
 		for i := range req.Streams {
 			st := &req.Streams[i]
-			if actual, ok := s.streamVersion(ctx, s.pool, st.StreamID); ok && !st.Expected.Accepts(actual) {
+			if actual, ok := s.streamVersion(ctx, s.reader(), st.StreamID); ok && !st.Expected.Accepts(actual) {
 				return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
 			}
 		}
 		return &flux.ConflictError{StreamID: req.Streams[0].StreamID, Expected: req.Streams[0].Expected, Actual: -1}
 	case "idempotency_keys_pkey":
-		first, found, lerr := lookupIdempotency(ctx, s.pool, s.q, req.Idempotency.Key)
+		first, found, lerr := lookupIdempotency(ctx, s.reader(), s.q, req.Idempotency.Key)
 		if lerr != nil || !found {
 			// The first record vanished or cannot be read; still a duplicate.
 			first = flux.IdempotencyRecord{Key: req.Idempotency.Key}
