@@ -45,11 +45,12 @@
 //   - log_head: one row, the highest position handed out.
 //
 // JSONB normalises whitespace and key order, and cannot store every valid
-// JSON text: it refuses the escape \u0000 and unpaired UTF-16 surrogates. A
-// payload or snapshot holding them keeps an exact copy in a json column
-// beside the jsonb one (which then holds U+FFFD in their place, for
-// queries), and reads return the exact copy, so every payload reads back
-// with the meaning it was written with. A number beyond the range of
+// JSON text: it refuses the escape \u0000 (and unpaired UTF-16 surrogates,
+// which flux.ValidateAppend refuses on every backend, as it refuses nesting
+// deeper than flux.MaxJSONDepth). A payload or snapshot holding \u0000
+// keeps an exact copy in a json column beside the jsonb one (which then
+// holds U+FFFD in its place, for queries), and reads return the exact copy,
+// so every payload reads back with the meaning it was written with. A number beyond the range of
 // PostgreSQL's numeric type is refused with flux.ErrInvalidAppend naming
 // the stream, and so is text PostgreSQL cannot store at all — a NUL
 // character or invalid UTF-8 in names, metadata or keys — before any I/O.

@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("expected version matrix", func(t *testing.T) { t.Parallel(); testExpectedVersionMatrix(t, h) })
 	t.Run("multi-stream append with one conflict writes nothing", func(t *testing.T) { t.Parallel(); testAtomicMultiStream(t, h) })
 	t.Run("invalid input is rejected before any I/O", func(t *testing.T) { t.Parallel(); testInvalidInput(t, h) })
+	t.Run("JSON that some databases cannot store is refused everywhere", func(t *testing.T) { t.Parallel(); testJSONLimits(t, h) })
 	t.Run("unicode and large payloads round trip", func(t *testing.T) { t.Parallel(); testUnicodeAndLarge(t, h) })
 	t.Run("read stream filters", func(t *testing.T) { t.Parallel(); testReadStreamFilters(t, h) })
 	t.Run("read all filters", func(t *testing.T) { t.Parallel(); testReadAllFilters(t, h) })
