@@ -48,6 +48,11 @@ var (
 	// that is not JSON, an impossible expected version.
 	ErrInvalidAppend = errors.New("flux: invalid append")
 
+	// ErrInvalidArgument is returned, before any I/O, for an argument no
+	// call can succeed with: LoadAt with a zero time, LoadVersion with a
+	// version below 1. The error names the stream and the argument.
+	ErrInvalidArgument = errors.New("flux: invalid argument")
+
 	// ErrCorruptEvent is returned when a stored event cannot be decoded into
 	// its registered Go type. The error is an *EventError naming the stream,
 	// version and event.
