@@ -109,6 +109,24 @@ func TestProxy(t *testing.T) {
 		}
 		<-lines
 	})
+	t.Run("Delay holds the client's bytes", func(t *testing.T) {
+		c, r := dial(t, p)
+		p.Delay(50 * time.Millisecond)
+		start := time.Now()
+		got, err := roundTrip(c, r, "slow")
+		took := time.Since(start)
+		p.Delay(0)
+		if err != nil || got != "slow" {
+			t.Fatalf("got %q, %v", got, err)
+		}
+		// Not a timing assertion on the system under test: the proxy
+		// itself sleeps at least this long before forwarding.
+		if took < 50*time.Millisecond {
+			t.Fatalf("the round trip took %v, less than the delay", took)
+		}
+		for <-lines != "slow" {
+		}
+	})
 	for _, forward := range []bool{true, false} {
 		name := map[bool]string{true: "CutOn forwards the pattern, then cuts", false: "CutOn drops the pattern and cuts"}[forward]
 		t.Run(name, func(t *testing.T) {
