@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,4 +111,17 @@ func TestReadsProceedWhileAppendsQueue(t *testing.T) {
 	if n := len(readAll(t, s)); n != 2+queued {
 		t.Fatalf("the log holds %d events after the appends, want %d", n, 2+queued)
 	}
+}
+
+// MaxAppendConns must leave readers a connection: negative values and
+// values that would let appends hold the whole pool are refused.
+func TestMaxAppendConnsIsValidated(t *testing.T) {
+	dsn := testDSN(t) + "&pool_max_conns=4"
+	for _, n := range []int{-1, 4, 5} {
+		_, err := pgstore.Open(t.Context(), dsn, &pgstore.Options{Schema: freshSchema(t, testDSN(t)), MaxAppendConns: n})
+		if err == nil || !strings.Contains(err.Error(), "MaxAppendConns") {
+			t.Errorf("MaxAppendConns %d on a pool of 4: err = %v, want it refused", n, err)
+		}
+	}
+	openOn(t, dsn, &pgstore.Options{Schema: freshSchema(t, testDSN(t)), MaxAppendConns: 3})
 }
