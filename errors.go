@@ -50,7 +50,8 @@ var (
 
 	// ErrInvalidArgument is returned, before any I/O, for an argument no
 	// call can succeed with: LoadAt with a zero time, LoadVersion with a
-	// version below 1. The error names the stream and the argument.
+	// version below 1 (the error names the stream and the argument),
+	// SnapshotStore.PruneSnapshots keeping fewer than 1.
 	ErrInvalidArgument = errors.New("flux: invalid argument")
 
 	// ErrCorruptEvent is returned when a stored event cannot be decoded into

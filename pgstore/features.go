@@ -96,7 +96,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("pgstore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: pgstore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	table := s.q.table("aggregate_snapshots")
 	return s.execCount(ctx, "prune snapshots", `DELETE FROM `+table+` WHERE id IN (
