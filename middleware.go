@@ -38,8 +38,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // RetryOnConflict reruns a command whose save lost an optimistic
-// concurrency race (ErrConcurrencyConflict): each attempt reloads its
-// aggregates in a fresh unit of work. Other errors are never retried. Put
+// concurrency race (ErrConcurrencyConflict) or that the database aborted
+// as a serialization failure, deadlock or lock wait timeout
+// (ErrTransient): each attempt reloads its aggregates in a fresh unit of
+// work. Other errors are never retried. Put
 // it in CommandBusConfig.Middleware; opt-in, because a retried handler must
 // be safe to run again (it is, when it only changes aggregates).
 func RetryOnConflict(opts RetryOptions) Middleware {
@@ -60,7 +62,7 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 			delay := opts.BaseDelay
 			for attempt := 1; ; attempt++ {
 				res, err := next.Handle(ctx, m)
-				if !errors.Is(err, ErrConcurrencyConflict) || uowFrom(ctx) != nil {
+				if !retryable(err) || uowFrom(ctx) != nil {
 					return res, err
 				}
 				if attempt >= opts.MaxAttempts {
@@ -74,6 +76,12 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 			}
 		})
 	}
+}
+
+// retryable reports whether RetryOnConflict runs a command that failed
+// with err again.
+func retryable(err error) bool {
+	return errors.Is(err, ErrConcurrencyConflict) || errors.Is(err, ErrTransient)
 }
 
 // Logging logs every message with log/slog once it is handled: its type,
