@@ -55,8 +55,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // RetryOnConflict reruns a command whose save lost an optimistic
-// concurrency race (ErrConcurrencyConflict): each attempt reloads its
-// aggregates in a fresh unit of work. Other errors are never retried. Put
+// concurrency race (ErrConcurrencyConflict) or that the database aborted
+// as a serialization failure, deadlock or lock wait timeout
+// (ErrTransient): each attempt reloads its aggregates in a fresh unit of
+// work. Other errors are never retried. Put
 // it in CommandBusConfig.Middleware; opt-in, because a retried handler must
 // be safe to run again (it is, when it only changes aggregates).
 func RetryOnConflict(opts RetryOptions) Middleware {
@@ -81,7 +83,7 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 			start := opts.Now()
 			for attempt := 1; ; attempt++ {
 				res, err := next.Handle(ctx, m)
-				if !errors.Is(err, ErrConcurrencyConflict) || uowFrom(ctx) != nil {
+				if !retryable(err) || uowFrom(ctx) != nil {
 					return res, err
 				}
 				if opts.MaxAttempts > 0 && attempt >= opts.MaxAttempts {
@@ -102,6 +104,12 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 			}
 		})
 	}
+}
+
+// retryable reports whether RetryOnConflict runs a command that failed
+// with err again.
+func retryable(err error) bool {
+	return errors.Is(err, ErrConcurrencyConflict) || errors.Is(err, ErrTransient)
 }
 
 // Logging logs every message with log/slog once it is handled: its type,

@@ -3,6 +3,7 @@ package flux_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,43 @@ func TestRetryAttemptCapIsOptIn(t *testing.T) {
 		}))
 	if _, err := h.Handle(t.Context(), &flux.Message{Type: "test.Command"}); !errors.Is(err, flux.ErrConcurrencyConflict) || calls != 4 || !strings.Contains(err.Error(), "MaxAttempts") {
 		t.Fatalf("err %v after %d calls, want a conflict naming MaxAttempts after 4", err, calls)
+	}
+}
+
+// TestRetryRetriesTransientFailures: a serialization failure or deadlock
+// (ErrTransient) is retried like a conflict; other errors are not.
+func TestRetryRetriesTransientFailures(t *testing.T) {
+	t.Parallel()
+	noWait := func(context.Context, time.Duration) error { return nil }
+	for _, tc := range []struct {
+		name      string
+		err       error
+		wantCalls int
+	}{
+		{"a serialization failure is retried", fmt.Errorf("pgstore: append: %w: could not serialize access (SQLSTATE 40001)", flux.ErrTransient), 3},
+		{"a conflict is retried", &flux.ConflictError{StreamID: "s", Expected: 1, Actual: 2}, 3},
+		{"another error is not", errors.New("boom"), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			h := flux.RetryOnConflict(flux.RetryOptions{MaxAttempts: 3, Sleep: noWait})(flux.HandlerFunc(func(context.Context, *flux.Message) (any, error) {
+				calls++
+				return nil, tc.err
+			}))
+			if _, err := h.Handle(t.Context(), &flux.Message{Type: "test.Command"}); !errors.Is(err, tc.err) || calls != tc.wantCalls {
+				t.Fatalf("err %v after %d calls; want the handler's error after %d", err, calls, tc.wantCalls)
+			}
+		})
+	}
+	calls := 0
+	h := flux.RetryOnConflict(flux.RetryOptions{Sleep: noWait})(flux.HandlerFunc(func(context.Context, *flux.Message) (any, error) {
+		calls++
+		if calls < 3 {
+			return nil, fmt.Errorf("mysqlstore: append: %w: deadlock (1213)", flux.ErrTransient)
+		}
+		return "ok", nil
+	}))
+	if res, err := h.Handle(t.Context(), &flux.Message{Type: "test.Command"}); err != nil || res != "ok" || calls != 3 {
+		t.Fatalf("got %v, %v after %d calls; want ok on the third", res, err, calls)
 	}
 }

@@ -485,20 +485,23 @@ func Load[A Aggregate](ctx context.Context, r *Repository, id string) (A, error)
 
 // LoadAt rebuilds the aggregate as it was at time t: from the events that
 // occurred at or before t. It returns an error matching
-// ErrAggregateNotFound when the aggregate did not exist yet at t.
+// ErrAggregateNotFound when the aggregate did not exist yet at t, and
+// ErrInvalidArgument, before any I/O, when t is zero.
 func LoadAt[A Aggregate](ctx context.Context, r *Repository, id string, t time.Time) (A, error) {
 	if t.IsZero() {
 		var zero A
-		return zero, errors.New("flux: LoadAt: time is zero; use Load for the current state")
+		return zero, errorf(ErrInvalidArgument, "LoadAt of stream %q: the time is zero; use Load for the current state", id)
 	}
 	return loadAs[A](ctx, r, id, LoadOptions{At: t})
 }
 
 // LoadVersion rebuilds the aggregate as it was at stream version v (>= 1).
+// A version below 1 gives an error matching ErrInvalidArgument, before any
+// I/O.
 func LoadVersion[A Aggregate](ctx context.Context, r *Repository, id string, v int64) (A, error) {
 	if v < 1 {
 		var zero A
-		return zero, fmt.Errorf("flux: LoadVersion: version %d, want >= 1", v)
+		return zero, errorf(ErrInvalidArgument, "LoadVersion of stream %q: version %d, want >= 1 (the first event is version 1)", id, v)
 	}
 	return loadAs[A](ctx, r, id, LoadOptions{Version: v})
 }

@@ -336,6 +336,10 @@ const (
 	// DefaultMaxEventSize is the default limit on one encoded payload:
 	// 4 MiB. Backends let their configuration change it.
 	DefaultMaxEventSize = 4 << 20
+	// MaxJSONDepth is the deepest nesting of arrays and objects a payload
+	// or snapshot may have: MariaDB's JSON columns refuse deeper
+	// documents, so every backend does, before any I/O.
+	MaxJSONDepth = 31
 )
 
 // DefaultRequestID is stored as the request ID of events saved without one,
@@ -399,6 +403,9 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 		case !json.Valid(sn.Data) || !utf8.Valid(sn.Data):
 			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data is not valid JSON in UTF-8", sn.StreamID, sn.Version)
 		}
+		if problem := jsonLimits(sn.Data); problem != "" {
+			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data %s", sn.StreamID, sn.Version, problem)
+		}
 	}
 	seen := make(map[string]struct{}, len(req.Streams))
 	for i := range req.Streams {
@@ -435,6 +442,9 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 			}
 			if !json.Valid(e.Payload) || !utf8.Valid(e.Payload) {
 				return errorf(ErrInvalidAppend, "stream %q event %s: payload is not valid JSON in UTF-8", s.StreamID, e.EventName)
+			}
+			if problem := jsonLimits(e.Payload); problem != "" {
+				return errorf(ErrInvalidAppend, "stream %q event %s (ID %s): payload %s", s.StreamID, e.EventName, e.EventID, problem)
 			}
 			if err := validateMetadata(&e.Metadata); err != nil {
 				return fmt.Errorf("stream %q event %s: %w", s.StreamID, e.EventName, err)

@@ -249,7 +249,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("memstore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: memstore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

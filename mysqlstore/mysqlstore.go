@@ -162,6 +162,11 @@ var _ flux.EventStore = (*Store)(nil)
 //   - checkConnLiveness=true: connections the server dropped (a restart)
 //     are found and replaced before use.
 //
+// Whatever isolation level the DSN (transaction_isolation, tx_isolation)
+// or the server's default sets, every session Open creates runs at
+// REPEATABLE READ (see isolation.go): at READ UNCOMMITTED a subscription
+// could read events of appends that later roll back.
+//
 // Open creates two pools on the DSN. Appends run on the second, whose
 // connections also set autocommit=0 and multiStatements=true: the head
 // UPDATE starts the transaction, and the usual save of one aggregate
@@ -182,21 +187,21 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysqlstore: DSN: %w", err)
-	}
 	wcfg := cfg.Clone()
 	if wcfg.Params == nil {
 		wcfg.Params = map[string]string{}
 	}
 	wcfg.Params["autocommit"] = "0"
 	wcfg.MultiStatements = true
-	wconnector, err := mysql.NewConnector(wcfg)
+	db, err := openPool(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("mysqlstore: DSN: %w", err)
+		return nil, err
 	}
-	db, wdb := sql.OpenDB(connector), sql.OpenDB(wconnector)
+	wdb, err := openPool(wcfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	for _, p := range []*sql.DB{db, wdb} {
 		p.SetMaxOpenConns(o.MaxOpenConns)
 		p.SetMaxIdleConns(o.MaxOpenConns)
@@ -244,6 +249,11 @@ func driverConfig(dsn string, o Options) (*mysql.Config, error) {
 // use utf8mb4. For speed, open the pool with interpolateParams=true (see
 // Open): without it every statement with arguments costs the driver three
 // round trips.
+//
+// New cannot change the isolation level of the caller's sessions: it
+// refuses a pool whose sessions run at READ UNCOMMITTED (set by the DSN or
+// the server's default), where a subscription could read events of appends
+// that later roll back.
 func New(ctx context.Context, db *sql.DB, opts *Options) (*Store, error) {
 	o := opts.withDefaults()
 	if err := o.validate(); err != nil {
@@ -274,6 +284,13 @@ func newStore(ctx context.Context, db *sql.DB, o Options, owned bool) (*Store, e
 			o.MaxEventSize, server, maxPacket, int64(o.MaxEventSize)+packetReserve)
 	}
 	s.stmtBudget = int(maxPacket - packetReserve)
+	level, err := isolationLevel(ctx, db)
+	if err != nil {
+		return nil, s.readError(ctx, "connect", err)
+	}
+	if strings.Contains(level, "UNCOMMITTED") {
+		return nil, fmt.Errorf("mysqlstore: the sessions of the pool run at isolation level %s, where readers see appends that have not committed (a subscription could skip events); remove transaction_isolation/tx_isolation from the DSN, or open the store with Open, which pins its sessions to REPEATABLE READ", level)
+	}
 	if !o.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			return nil, err

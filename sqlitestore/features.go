@@ -135,7 +135,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("sqlitestore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: sqlitestore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	return s.execCount(ctx, "prune snapshots", `DELETE FROM aggregate_snapshots WHERE id IN (
 		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY aggregate_id ORDER BY version DESC) AS n FROM aggregate_snapshots) WHERE n > ?)`, keep)

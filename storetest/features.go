@@ -160,8 +160,8 @@ func testSnapshots(t *testing.T, h Harness) {
 	if deleted, err := ss.DeleteSnapshots(ctx, ""); err != nil || deleted != 2 {
 		t.Fatalf("DeleteSnapshots(all) = %d, %v; want 2", deleted, err)
 	}
-	if _, err := ss.PruneSnapshots(ctx, 0); err == nil {
-		t.Fatal("PruneSnapshots(0) succeeded; keep must be >= 1")
+	if _, err := ss.PruneSnapshots(ctx, 0); !errors.Is(err, flux.ErrInvalidArgument) {
+		t.Fatalf("PruneSnapshots(0): err = %v, want flux.ErrInvalidArgument (keep must be >= 1)", err)
 	}
 }
 
