@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -6,41 +6,65 @@ import (
 	"fmt"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/examples/budget"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 )
 
-// application is the registered application the commands understand: the
-// PHP library's example domain (users, budget envelopes, registries).
+// application is what the commands know of the application: its registry
+// (empty without Config.Registry), repository, protector and projections.
 type application struct {
-	reg       *flux.Registry
-	repo      *flux.Repository
-	protector *pii.Protector // nil without KEY_MANAGEMENT_SECRET
-	runner    *projection.Runner
-	balances  budget.BalanceStore
+	reg *flux.Registry
+	// registered is false for the stock binary: payloads show as stored.
+	registered bool
+	repo       *flux.Repository
+	protector  *pii.Protector // nil without a secret
+	runner     *projection.Runner
+	// projections are the built projections, by name, once
+	// addProjections ran; names are the configured names.
+	projections map[string]projection.Projection
+	names       []string
 }
 
-// balancesProjection is the application's projection: envelope balances.
-const balancesProjection = "envelope-balances"
+// errNoRegistry says that a command needs the application's types.
+func errNoRegistry(what string) error {
+	return fmt.Errorf("%s needs the application's registry, which this flux binary does not have; build the application's own flux with package fluxcli (see docs/cli.md), or use 'flux events', which shows payloads as stored", what)
+}
 
-// openApp builds the repository over b. With KEY_MANAGEMENT_SECRET the
-// personal data decrypts; without it, it reads as hidden.
-func (m *Main) openApp(b *backend) (*application, error) {
-	reg, err := budget.NewRegistry()
-	if err != nil {
-		return nil, err
+// openApp builds the repository over b. With KEY_MANAGEMENT_SECRET (or
+// Config.Protector) the personal data decrypts; without, it reads as
+// hidden. It writes nothing: projections are built by addProjections.
+func (m *Main) openApp(b *Backend) (*application, error) {
+	a := &application{}
+	var err error
+	if m.Config.Registry != nil {
+		if a.reg, err = m.Config.Registry(); err != nil {
+			return nil, fmt.Errorf("the application's registry: %w", err)
+		}
+		a.registered = a.reg != nil
 	}
-	a := &application{reg: reg}
+	if a.reg == nil {
+		if a.reg, err = flux.NewRegistry(); err != nil {
+			return nil, err
+		}
+	}
 	var prot flux.DataProtector = hiddenData{}
-	if secret := m.Getenv(pii.SecretEnv); secret != "" {
-		p, err := pii.New(pii.Config{Keys: b.store, Secret: []byte(secret), Replacement: "[forgotten]"})
+	switch {
+	case m.Config.Protector != nil:
+		p, err := m.Config.Protector(b.store)
+		if err != nil {
+			return nil, fmt.Errorf("the application's protector: %w", err)
+		}
+		if p != nil {
+			a.protector, prot = p, p
+		}
+	case m.Getenv(pii.SecretEnv) != "":
+		p, err := pii.New(pii.Config{Keys: b.store, Secret: []byte(m.Getenv(pii.SecretEnv)), Replacement: "[forgotten]"})
 		if err != nil {
 			return nil, err
 		}
 		a.protector, prot = p, p
 	}
-	a.repo, err = flux.NewRepository(flux.Config{Store: b.store, Registry: reg, Protector: prot, Clock: m.Clock, Observer: m.observer})
+	a.repo, err = flux.NewRepository(flux.Config{Store: b.store, Registry: a.reg, Protector: prot, Clock: m.Clock, Observer: m.observer})
 	if err != nil {
 		return nil, err
 	}
@@ -48,13 +72,34 @@ func (m *Main) openApp(b *backend) (*application, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.balances, err = b.balanceStore(); err != nil {
-		return nil, err
-	}
-	if err := a.runner.Add(newBalancesProjection(b.store, a.balances, m.Clock)); err != nil {
-		return nil, err
+	for _, p := range m.Config.Projections {
+		a.names = append(a.names, p.Name)
 	}
 	return a, nil
+}
+
+// addProjections builds the application's projections (which may create
+// their read models) and adds them to the runner. Only commands that
+// rebuild, reset or run projections call it.
+func (a *application) addProjections(ctx context.Context, m *Main, b *Backend) error {
+	a.projections = map[string]projection.Projection{}
+	for _, cp := range m.Config.Projections {
+		if cp.New == nil {
+			return fmt.Errorf("projection %q has no New function in the fluxcli.Config", cp.Name)
+		}
+		p, err := cp.New(ctx, b)
+		if err != nil {
+			return fmt.Errorf("build projection %s: %w", cp.Name, err)
+		}
+		if p.Name() != cp.Name {
+			return fmt.Errorf("projection configured as %q is named %q; use one name", cp.Name, p.Name())
+		}
+		if err := a.runner.Add(p); err != nil {
+			return err
+		}
+		a.projections[cp.Name] = p
+	}
+	return nil
 }
 
 // hiddenData reads stored personal data as hidden: every encrypted value

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/examples/budget"
@@ -20,7 +21,7 @@ import (
 const DefaultDSN = "flux.db"
 
 // store is what the commands need of a backend: every contract interface.
-type store interface {
+type Store interface {
 	flux.EventStore
 	flux.SnapshotStore
 	flux.Inspector
@@ -30,19 +31,21 @@ type store interface {
 }
 
 // backend is an opened store.
-type backend struct {
+type Backend struct {
 	kind  string // sqlite, postgres, mysql
 	where string // file or server, for messages (no password)
-	store store
+	store Store
 	// db is a database/sql pool on the store's database, for read models.
 	db *sql.DB
 	// schema qualifies read-model tables (PostgreSQL), "" otherwise.
 	schema string
+	// clock is the command's time source.
+	clock func() time.Time
 	// closers run on Close, after the store.
 	closers []func() error
 }
 
-func (b *backend) balanceStore() (budget.BalanceStore, error) {
+func (b *Backend) balanceStore() (budget.BalanceStore, error) {
 	if b.db == nil {
 		return budget.NewMemoryBalances(), nil
 	}
@@ -53,8 +56,21 @@ func (b *backend) balanceStore() (budget.BalanceStore, error) {
 type opener struct {
 	kind    string
 	matches func(dsn string) bool
-	open    func(ctx context.Context, dsn string, create bool) (*backend, error)
+	open    func(ctx context.Context, dsn string, mode access) (*Backend, error)
 }
+
+// access is how a command opens the store.
+type access int
+
+const (
+	// readOnly writes nothing: SQLite opened read-only, no schema created
+	// or upgraded, no read model created.
+	readOnly access = iota
+	// readWrite writes to an existing, migrated store.
+	readWrite
+	// create creates or upgrades the store's schema (migrate, demo).
+	create
+)
 
 var openers = []opener{{
 	kind:    "sqlite",
@@ -74,22 +90,63 @@ func (m *Main) dsnOf(flagValue string) string {
 	}
 }
 
-// openBackend opens the store named by dsn. Without create, a SQLite file
-// must exist already (so a typo does not make an empty database).
-func openBackend(ctx context.Context, dsn string, create bool) (*backend, error) {
+// acceptedDSNs lists the DSN forms, for errors.
+const acceptedDSNs = "an existing SQLite file (flux.db, sqlite:path), postgres://user@host:5432/db (or postgresql://), mysql://user@tcp(host:3306)/db, or user@tcp(host:3306)/db"
+
+// errNotMigrated is the advice for a store without the event store schema.
+func errNotMigrated(where string) error {
+	return fmt.Errorf("%s holds no FluxCapacitor event store, or one with an older schema; run 'flux migrate' (with the same --dsn) to create or upgrade it", where)
+}
+
+// openBackend opens the store named by dsn. Unless mode is create, the
+// store must exist and be migrated: a typo does not make an empty
+// database, and another program's database is left alone.
+func openBackend(ctx context.Context, dsn string, mode access) (*Backend, error) {
 	for _, o := range openers {
 		if o.matches(dsn) {
-			return o.open(ctx, dsn, create)
+			return o.open(ctx, dsn, mode)
 		}
 	}
 	return nil, fmt.Errorf("no backend for DSN %q", dsn)
 }
 
-func openSQLite(ctx context.Context, dsn string, create bool) (*backend, error) {
-	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "sqlite:")
-	if !create {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no event store at %s; run 'flux migrate' to create one, or pass --dsn (or FLUX_DSN)", path)
+// sqlitePath is the file of a SQLite DSN.
+func sqlitePath(dsn string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "sqlite:")
+}
+
+func openSQLite(ctx context.Context, dsn string, mode access) (*Backend, error) {
+	path := sqlitePath(dsn)
+	if mode != create {
+		fi, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no event store at %s: not an existing SQLite file; run 'flux migrate' to create one there, or give --dsn (or FLUX_DSN): %s", path, acceptedDSNs)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if fi.IsDir() {
+			return nil, fmt.Errorf("%s is a directory, not an event store; give %s", path, acceptedDSNs)
+		}
+		// Check the schema without writing: a write command must not
+		// migrate another program's file either.
+		ro, err := sqlitestore.Open(ctx, path, &sqlitestore.Options{ReadOnly: true})
+		if errors.Is(err, sqlitestore.ErrNotMigrated) {
+			return nil, errNotMigrated(path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if mode == readOnly {
+			db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)&_pragma=query_only(ON)")
+			if err != nil {
+				ro.Close()
+				return nil, err
+			}
+			return &Backend{kind: "sqlite", where: path, store: ro, db: db, closers: []func() error{db.Close}}, nil
+		}
+		if err := ro.Close(); err != nil {
+			return nil, err
 		}
 	}
 	s, err := sqlitestore.Open(ctx, path, nil)
@@ -102,10 +159,10 @@ func openSQLite(ctx context.Context, dsn string, create bool) (*backend, error) 
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	return &backend{kind: "sqlite", where: path, store: s, db: db, closers: []func() error{db.Close}}, nil
+	return &Backend{kind: "sqlite", where: path, store: s, db: db, closers: []func() error{db.Close}}, nil
 }
 
-func (b *backend) Close() error {
+func (b *Backend) Close() error {
 	err := b.store.Close()
 	for _, c := range b.closers {
 		err = errors.Join(err, c())

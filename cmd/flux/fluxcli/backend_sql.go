@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/fluxcapacitor/flux/mysqlstore"
@@ -28,7 +29,16 @@ func isPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-func isMySQL(dsn string) bool { return strings.HasPrefix(dsn, "mysql://") }
+// isMySQL recognises mysql:// URLs and go-sql-driver's own form,
+// user[:password]@tcp(host:port)/db (also unix(...)).
+func isMySQL(dsn string) bool {
+	if strings.HasPrefix(dsn, "mysql://") {
+		return true
+	}
+	return goMySQLDSN.MatchString(dsn)
+}
+
+var goMySQLDSN = regexp.MustCompile(`^[^/]*@(tcp|tcp6|unix)\([^)]*\)/`)
 
 // splitSchema takes the flux_schema parameter (the PostgreSQL schema of
 // the store, default public) out of a PostgreSQL DSN.
@@ -64,27 +74,50 @@ func redact(s string) string {
 	return s
 }
 
-func openPostgres(ctx context.Context, dsn string, create bool) (*backend, error) {
+func openPostgres(ctx context.Context, dsn string, mode access) (*Backend, error) {
 	conn, schema, err := splitSchema(dsn)
 	if err != nil {
 		return nil, err
 	}
-	s, err := pgstore.Open(ctx, conn, &pgstore.Options{Schema: schema, SkipMigrate: !create})
+	s, err := pgstore.Open(ctx, conn, &pgstore.Options{Schema: schema, SkipMigrate: mode != create})
 	if err != nil {
 		return nil, err
 	}
 	db := stdlib.OpenDBFromPool(s.Pool())
-	b := &backend{kind: "postgres", where: where("postgres", conn) + " (schema " + s.Schema() + ")", store: s, db: db, schema: s.Schema(), closers: []func() error{db.Close}}
+	b := &Backend{kind: "postgres", where: where("postgres", conn) + " (schema " + s.Schema() + ")", store: s, db: db, schema: s.Schema(), closers: []func() error{db.Close}}
+	if mode != create {
+		var events *string
+		if err := db.QueryRowContext(ctx, `SELECT to_regclass($1)::text`, s.Schema()+".events").Scan(&events); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("check the schema of %s: %w", b.where, err)
+		}
+		if events == nil {
+			b.Close()
+			return nil, errNotMigrated("PostgreSQL " + b.where)
+		}
+	}
 	return b, nil
 }
 
-func openMySQL(ctx context.Context, dsn string, create bool) (*backend, error) {
+func openMySQL(ctx context.Context, dsn string, mode access) (*Backend, error) {
 	conn := strings.TrimPrefix(dsn, "mysql://")
-	s, err := mysqlstore.Open(ctx, conn, &mysqlstore.Options{SkipMigrate: !create})
+	s, err := mysqlstore.Open(ctx, conn, &mysqlstore.Options{SkipMigrate: mode != create})
 	if err != nil {
 		return nil, err
 	}
-	return &backend{kind: "mysql", where: where("mysql", conn), store: s, db: s.DB()}, nil
+	b := &Backend{kind: "mysql", where: where("mysql", conn), store: s, db: s.DB()}
+	if mode != create {
+		var n int
+		if err := b.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'events'`).Scan(&n); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("check the schema of %s: %w", b.where, err)
+		}
+		if n == 0 {
+			b.Close()
+			return nil, errNotMigrated("MySQL " + b.where)
+		}
+	}
+	return b, nil
 }
 
 func randomName(prefix string) string {
@@ -105,7 +138,7 @@ func postgresScratch(ctx context.Context, dsn string) (*scratch, error) {
 		return nil, err
 	}
 	db := stdlib.OpenDBFromPool(s.Pool())
-	b := &backend{kind: "postgres", where: where("postgres", conn) + " (schema " + schema + ")", store: s, db: db, schema: schema}
+	b := &Backend{kind: "postgres", where: where("postgres", conn) + " (schema " + schema + ")", store: s, db: db, schema: schema}
 	raw := &pgxRaw{pool: s.Pool(), table: schema + ".events"}
 	return &scratch{backend: b, raw: raw, cleanup: func() {
 		_, _ = s.Pool().Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
@@ -141,7 +174,7 @@ func mysqlScratch(ctx context.Context, dsn string) (*scratch, error) {
 		drop()
 		return nil, err
 	}
-	b := &backend{kind: "mysql", where: cfg.Addr + "/" + name, store: s, db: s.DB()}
+	b := &Backend{kind: "mysql", where: cfg.Addr + "/" + name, store: s, db: s.DB()}
 	raw := &sqlRaw{db: s.DB(), table: "events", dialect: "mysql"}
 	return &scratch{backend: b, raw: raw, cleanup: func() { s.Close(); drop() }}, nil
 }

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -53,11 +53,11 @@ func TestCanaryOnEveryBackend(t *testing.T) {
 	for _, tg := range targets {
 		t.Run(tg.name, func(t *testing.T) {
 			dsn := tg.dsn(t)
-			var b *backend
+			var b *Backend
 			piitest.Run(t, piitest.Harness{
 				New: func(t *testing.T) flux.EventStore {
 					var err error
-					if b, err = openBackend(context.Background(), dsn, true); err != nil {
+					if b, err = openBackend(context.Background(), dsn, create); err != nil {
 						t.Fatal(err)
 					}
 					t.Cleanup(func() { b.Close() })
@@ -123,7 +123,7 @@ type sqlTable struct {
 	name, dialect string
 }
 
-func newSQLTable(t *testing.T, b *backend) *sqlTable {
+func newSQLTable(t *testing.T, b *Backend) *sqlTable {
 	t.Helper()
 	tb := &sqlTable{db: b.db, name: "piitest_people_view", dialect: b.kind}
 	if b.schema != "" {
@@ -174,7 +174,7 @@ func relayTo(t *testing.T, natsURL string, repo *flux.Repository) func(head int6
 	suffix := strings.ToUpper(randomName(""))
 	stream := "FLUXPIITEST_" + suffix
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), stream) })
-	relay, err := natsrelay.New(natsrelay.Config{Conn: nc, Checkpoints: repo.Store().(store), Stream: stream,
+	relay, err := natsrelay.New(natsrelay.Config{Conn: nc, Checkpoints: repo.Store().(Store), Stream: stream,
 		SubjectPrefix: "fluxpiitest" + strings.ToLower(suffix), Name: "canary-relay"})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"bytes"
@@ -172,7 +172,7 @@ func runCLICase(t *testing.T, c cliCase, dsn string) string {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for name := range commands() {
+	for name := range (&Main{Config: demoConfig()}).commands() {
 		m, out, _ := testMain()
 		args := []string{name, "--help"}
 		if code := m.Run(context.Background(), args); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "Usage: flux "+name) {

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -54,7 +54,7 @@ type rawDriver interface {
 
 // scratch is a throwaway store of the chosen backend's kind.
 type scratch struct {
-	backend *backend
+	backend *Backend
 	raw     rawDriver
 	cleanup func()
 }
@@ -70,7 +70,7 @@ func sqliteScratch(ctx context.Context, _ string) (*scratch, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "bench.db")
-	b, err := openBackend(ctx, path, true)
+	b, err := openBackend(ctx, path, create)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

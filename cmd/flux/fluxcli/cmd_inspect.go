@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -15,8 +15,11 @@ import (
 	"github.com/fluxcapacitor/flux/pii"
 )
 
-func (m *Main) withBackend(ctx context.Context, dsn string, create bool, fn func(b *backend) error) error {
-	b, err := openBackend(ctx, m.dsnOf(dsn), create)
+func (m *Main) withBackend(ctx context.Context, dsn string, mode access, fn func(b *Backend) error) error {
+	b, err := openBackend(ctx, m.dsnOf(dsn), mode)
+	if err == nil {
+		b.clock = m.Clock
+	}
 	if err != nil {
 		return err
 	}
@@ -40,7 +43,7 @@ func runStreams(ctx context.Context, m *Main, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readOnly, func(b *Backend) error {
 		var rows []streamRow
 		for si, err := range b.store.ListStreams(ctx, flux.ListStreamsOptions{AggregateType: *typ, Limit: *limit}) {
 			if err != nil {
@@ -108,10 +111,13 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) (eventRow, err
 		r.Error = fmt.Sprintf("event at position %d (stream %q version %d): the stored payload is not JSON: %v", rec.Position, rec.StreamID, rec.StreamVersion, syntax)
 		return r, nil
 	}
-	if a.protector == nil {
+	if a.protector == nil || !a.registered {
 		r.Payload = stored
 		if envelopeRE.Match(rec.Payload) {
 			r.Note = "personal data encrypted; set KEY_MANAGEMENT_SECRET to read it"
+			if !a.registered {
+				r.Note = "personal data encrypted; the application's own flux decrypts it"
+			}
 		}
 		return r, nil
 	}
@@ -213,13 +219,17 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 			return err
 		}
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readOnly, func(b *Backend) error {
 		a, err := m.openApp(b)
 		if err != nil {
 			return err
 		}
 		var names []string
 		for _, t := range types {
+			if !a.registered {
+				names = append(names, t) // as stored
+				continue
+			}
 			if a.reg.AggregateTypeOf(t) == "" {
 				return &usageError{fmt.Sprintf("unknown event type %q; known: %v", t, a.reg.EventNames())}
 			}
@@ -289,7 +299,7 @@ func (m *Main) eventsFailed(rows []eventRow, asJSON, full bool, err error) error
 }
 
 // exists fails with a clear error for a stream without events.
-func exists(ctx context.Context, b *backend, id string) error {
+func exists(ctx context.Context, b *Backend, id string) error {
 	for _, err := range b.store.ReadStream(ctx, id, flux.ReadStreamOptions{ToVersion: 1}) {
 		return err
 	}
@@ -307,7 +317,7 @@ func runTrace(ctx context.Context, m *Main, args []string) error {
 	if id == "" {
 		return &usageError{"give the correlation ID to trace"}
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readOnly, func(b *Backend) error {
 		a, err := m.openApp(b)
 		if err != nil {
 			return err
@@ -376,10 +386,13 @@ func runState(ctx context.Context, m *Main, args []string) error {
 	if opts.Version < 0 {
 		return &usageError{"--version must be positive"}
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readOnly, func(b *Backend) error {
 		a, err := m.openApp(b)
 		if err != nil {
 			return err
+		}
+		if !a.registered {
+			return errNoRegistry("flux state")
 		}
 		if !contains(a.reg.AggregateTypes(), typ) {
 			return &usageError{fmt.Sprintf("unknown aggregate type %q; known: %v", typ, a.reg.AggregateTypes())}

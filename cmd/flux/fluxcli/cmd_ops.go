@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"bufio"
@@ -66,15 +66,24 @@ func runProjections(ctx context.Context, m *Main, args []string) error {
 		}
 		defer stop()
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, accessFor(action == "" || action == "status"), func(b *Backend) error {
 		a, err := m.openApp(b)
 		if err != nil {
 			return err
 		}
+		if action == "" || action == "status" {
+			return m.projectionStatus(ctx, a, b, *c.json)
+		}
+		if action != "reset" && len(m.Config.Projections) == 0 {
+			return fmt.Errorf("this flux binary has no projections of the application to %s; build the application's own flux with package fluxcli (see docs/cli.md)", action)
+		}
+		if err := a.addProjections(ctx, m, b); err != nil {
+			return err
+		}
 		switch action {
 		case "rebuild":
-			if name != balancesProjection {
-				return fmt.Errorf("unknown projection %q: this application rebuilds %q", name, balancesProjection)
+			if a.projections[name] == nil {
+				return fmt.Errorf("unknown projection %q: this application rebuilds %s", name, quoteList(a.names))
 			}
 			return m.rebuild(ctx, a, name, *swap, *c.json)
 		case "reset":
@@ -84,24 +93,35 @@ func runProjections(ctx context.Context, m *Main, args []string) error {
 			if err := b.store.DeleteCheckpoint(ctx, name); err != nil {
 				return err
 			}
-			if name == balancesProjection {
-				if err := a.balances.Reset(ctx); err != nil {
+			if r, ok := a.projections[name].(projection.Resetter); ok {
+				if err := r.Reset(ctx); err != nil {
 					return err
 				}
 			}
 			return m.report(*c.json, map[string]any{"projection": name, "reset": true, "position": 0},
 				"projection %s reset: it starts again from position 0", name)
-		case "run":
+		default: // run
 			if err := m.observeRunner(a.runner); err != nil {
 				return err
 			}
-			fmt.Fprintf(m.Stdout, "running projections (%s); Ctrl-C to stop\n", balancesProjection)
+			fmt.Fprintf(m.Stdout, "running projections (%s); Ctrl-C to stop\n", strings.Join(a.names, ", "))
 			err := a.runner.Run(ctx)
 			fmt.Fprintln(m.Stdout, "stopped")
 			return err
 		}
-		return m.projectionStatus(ctx, a, b, *c.json)
 	})
+}
+
+// quoteList names the projections in a message.
+func quoteList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }
 
 type projectionRow struct {
@@ -113,7 +133,7 @@ type projectionRow struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
-func (m *Main) projectionStatus(ctx context.Context, a *application, b *backend, asJSON bool) error {
+func (m *Main) projectionStatus(ctx context.Context, a *application, b *Backend, asJSON bool) error {
 	cps, err := b.store.ListCheckpoints(ctx)
 	if err != nil {
 		return err
@@ -122,7 +142,10 @@ func (m *Main) projectionStatus(ctx context.Context, a *application, b *backend,
 	if err != nil {
 		return err
 	}
-	byName := map[string]projection.Checkpoint{balancesProjection: {Name: balancesProjection}}
+	byName := map[string]projection.Checkpoint{}
+	for _, n := range a.names {
+		byName[n] = projection.Checkpoint{Name: n}
+	}
 	for _, cp := range cps {
 		byName[cp.Name] = cp
 	}
@@ -184,7 +207,10 @@ func (m *Main) rebuild(ctx context.Context, a *application, name string, swap, a
 		// the unfinished copy (the next rebuild would drop it anyway).
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if derr := discardBalancesCopy(dctx, a.balances, cps); derr != nil {
+		if d, ok := a.projections[name].(interface {
+			discardCopy(context.Context) error
+		}); !ok {
+		} else if derr := d.discardCopy(dctx); derr != nil {
 			fmt.Fprintf(m.Stderr, "\nthe unfinished copy remains (the next rebuild drops it): %v\n", derr)
 		}
 	}
@@ -241,7 +267,7 @@ func runForget(ctx context.Context, m *Main, args []string) error {
 	if subject == "" {
 		return &usageError{"give the subject (user ID) to forget"}
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readWrite, func(b *Backend) error {
 		if f, done, err := b.store.Forgotten(ctx, subject); err != nil {
 			return err
 		} else if done {
@@ -288,7 +314,7 @@ func runKeys(ctx context.Context, m *Main, args []string) error {
 	if *newEnv == "" || m.Getenv(*newEnv) == "" {
 		return &usageError{"--new-secret-env must name a set environment variable holding the new secret"}
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readWrite, func(b *Backend) error {
 		n, err := pii.RotateSecret(ctx, b.store, []byte(oldSecret), []byte(m.Getenv(*newEnv)), m.Clock())
 		if err != nil {
 			return fmt.Errorf("nothing rotated: %w", err)
@@ -318,7 +344,7 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, accessFor(action == "" || action == "stats"), func(b *Backend) error {
 		switch action {
 		case "prune":
 			if *keep < 1 {
@@ -406,4 +432,12 @@ func (m *Main) serveMetrics(ctx context.Context, addr string) (stop func(), err 
 	m.observer = obs
 	fmt.Fprintf(m.Stderr, "serving Prometheus metrics on http://%s/metrics\n", ln.Addr())
 	return func() { srv.Close() }, nil
+}
+
+// accessFor opens read-only for commands that only read.
+func accessFor(reads bool) access {
+	if reads {
+		return readOnly
+	}
+	return readWrite
 }

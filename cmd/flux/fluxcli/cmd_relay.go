@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func runRelay(ctx context.Context, m *Main, args []string) error {
 		}
 		defer stop()
 	}
-	return m.withBackend(ctx, *c.dsn, false, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, readWrite, func(b *Backend) error {
 		a, err := m.openApp(b)
 		if err != nil {
 			return err

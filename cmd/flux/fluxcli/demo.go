@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 		}
 		path = filepath.Join(dir, "flux.db")
 	}
-	b, err := openBackend(ctx, path, true)
+	b, err := openBackend(ctx, path, create)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 type demo struct {
 	m       *Main
 	out     io.Writer
-	store   store
+	store   Store
 	app     *budget.App
 	now     time.Time
 	newID   func() string
@@ -102,7 +102,7 @@ type demo struct {
 	step    int
 	// requestPrefix starts the request ID of every step.
 	requestPrefix string
-	backend       *backend
+	backend       *Backend
 	// stepHead is the global position before the current step's events.
 	stepHead int64
 	// dsnArg is the --dsn flag that names the demo's store in hints.
@@ -111,7 +111,7 @@ type demo struct {
 	builtinSecret bool
 }
 
-func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
+func newDemo(ctx context.Context, m *Main, b *Backend) (*demo, error) {
 	head, err := b.store.Head(ctx)
 	if err != nil {
 		return nil, err

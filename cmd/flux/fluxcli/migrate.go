@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func runMigrate(ctx context.Context, m *Main, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return m.withBackend(ctx, *c.dsn, true, func(b *backend) error {
+	return m.withBackend(ctx, *c.dsn, create, func(b *Backend) error {
 		if mg, ok := b.store.(interface{ Migrate(context.Context) error }); ok {
 			if err := mg.Migrate(ctx); err != nil {
 				return err
@@ -35,7 +35,7 @@ func runMigrate(ctx context.Context, m *Main, args []string) error {
 
 // reportUpgrade says which schema versions a SQLite store went through and
 // how many JSON values became TEXT, per table and column.
-func reportUpgrade(m *Main, asJSON bool, b *backend, mig sqlitestore.Migration) error {
+func reportUpgrade(m *Main, asJSON bool, b *Backend, mig sqlitestore.Migration) error {
 	if mig.From == 0 {
 		return m.report(asJSON, map[string]any{"backend": b.kind, "store": b.where, "schema": "created", "to_version": mig.To},
 			"%s event store at %s: created at schema version %d", b.kind, b.where, mig.To)

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // when event payloads and idempotency results were stored as BLOBs.
 func schema2Copy(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "sqlitestore", "testdata", "schema2.db"))
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "sqlitestore", "testdata", "schema2.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -35,24 +35,32 @@ type Main struct {
 	// Getenv reads the environment. Default: os.Getenv.
 	Getenv func(string) string
 
+	// Config is the application the commands serve.
+	Config Config
+
 	observer flux.Observer // set by --metrics-addr
 }
 
-// Run runs the flux command line args (without the program name) and
-// returns the exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	m := &Main{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}
-	return m.Run(ctx, args)
+// Demo is the demo command of the stock flux binary: a tour of
+// FluxCapacitor with the budget example, on the embedded SQLite store or a
+// server.
+func Demo() Command {
+	return Command{"run the tour of FluxCapacitor on the embedded SQLite store", runDemo}
 }
 
-type command struct {
-	summary string
-	run     func(ctx context.Context, m *Main, args []string) error
+// commands returns the built-in commands and those of the Config.
+func (m *Main) commands() map[string]Command {
+	cmds := builtinCommands()
+	cmds["help"] = Command{"show the commands, or one command's flags and examples", runHelp}
+	cmds["completion"] = Command{"print a shell completion script: bash, zsh or fish", runCompletion}
+	for name, c := range m.Config.Commands {
+		cmds[name] = c
+	}
+	return cmds
 }
 
-func commands() map[string]command {
-	return map[string]command{
-		"demo":        {"run the tour of FluxCapacitor on the embedded SQLite store", runDemo},
+func builtinCommands() map[string]Command {
+	return map[string]Command{
 		"migrate":     {"create or upgrade the event store's schema", runMigrate},
 		"streams":     {"list streams: aggregate type, ID, version, first and last event", runStreams},
 		"events":      {"list events of a stream or of the global log, filtered", runEvents},
@@ -73,6 +81,10 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
+// Usagef returns an error for a mistake in the command line: flux prints
+// it with a pointer to the command's help and exits with code 2.
+func Usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
 // Run runs one command line and returns the exit code.
 func (m *Main) Run(ctx context.Context, args []string) int {
 	if m.Clock == nil {
@@ -90,20 +102,20 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if m.Stdin == nil {
 		m.Stdin = strings.NewReader("")
 	}
-	cmds := commands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		m.usage(m.Stdout, cmds)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
+	cmds := m.commands()
+	if len(args) == 0 {
+		m.usage(m.Stderr, cmds)
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		args = []string{"help"}
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(m.Stderr, "flux: unknown command %q; run 'flux help' for the list\n", args[0])
 		return exitUsage
 	}
-	err := cmd.run(ctx, m, args[1:])
+	err := cmd.Run(ctx, m, args[1:])
 	var ue *usageError
 	switch {
 	case err == nil:
@@ -111,7 +123,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(m.Stderr, "flux %s: %s\n", args[0], oneLine(ue.msg))
+		fmt.Fprintf(m.Stderr, "flux %s: %s (run 'flux help %s' for its usage)\n", args[0], oneLine(ue.msg), args[0])
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(m.Stderr, "flux %s: interrupted\n", args[0])
@@ -122,7 +134,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	}
 }
 
-func (m *Main) usage(w io.Writer, cmds map[string]command) {
+func (m *Main) usage(w io.Writer, cmds map[string]Command) {
 	fmt.Fprintln(w, "flux operates, inspects and time-travels FluxCapacitor event stores.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Usage: flux <command> [flags]")
@@ -134,10 +146,35 @@ func (m *Main) usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].Summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'flux <command> --help' for a command's flags and examples.")
+	fmt.Fprintln(w, "Run 'flux help <command>' for a command's flags and examples.")
+}
+
+// runHelp prints the list of commands, or one command's help.
+func runHelp(ctx context.Context, m *Main, args []string) error {
+	cmds := m.commands()
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
+		fmt.Fprint(m.Stdout, "Usage: flux help [COMMAND]\n\nShows the commands, or one command's flags and examples.\n\nExamples:\n  flux help\n  flux help events\n")
+		return nil
+	}
+	switch len(args) {
+	case 0:
+		m.usage(m.Stdout, cmds)
+		return nil
+	case 1:
+		cmd, ok := cmds[args[0]]
+		if !ok || args[0] == "help" {
+			if args[0] == "help" {
+				m.usage(m.Stdout, cmds)
+				return nil
+			}
+			return &usageError{fmt.Sprintf("unknown command %q; run 'flux help' for the list", args[0])}
+		}
+		return cmd.Run(ctx, m, []string{"--help"})
+	}
+	return &usageError{"give at most one command: flux help [COMMAND]"}
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting and

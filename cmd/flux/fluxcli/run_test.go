@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"bytes"
@@ -30,6 +30,7 @@ func testMain() (*Main, *bytes.Buffer, *bytes.Buffer) {
 			return fmt.Sprintf("00000000-0000-7000-9000-%012d", e)
 		},
 		Getenv: func(string) string { return "" },
+		Config: demoConfig(),
 	}, &out, &errOut
 }
 

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -68,7 +68,7 @@ func freshPostgres(t *testing.T, dsn string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		b, err := openBackend(ctx, u.String(), false)
+		b, err := openBackend(ctx, u.String(), readWrite)
 		if err != nil {
 			t.Errorf("drop schema %s: %v", schema, err)
 			return

@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -35,7 +35,7 @@ const (
 type swappableBalances struct {
 	*projection.Func
 	live  *sqlBalances
-	cps   store // the event store: checkpoints and ProjectTx
+	cps   Store // the event store: checkpoints and ProjectTx
 	clock func() time.Time
 }
 
@@ -49,7 +49,7 @@ var (
 // newBalancesProjection returns the application's projection, named
 // balancesProjection, over the read model balances of the store cps. Over a
 // SQL read model it is a projection.Swapper.
-func newBalancesProjection(cps store, balances budget.BalanceStore, clock func() time.Time) projection.Projection {
+func newBalancesProjection(cps Store, balances budget.BalanceStore, clock func() time.Time) projection.Projection {
 	p := budget.BalancesProjection(balancesProjection, balances)
 	live, ok := balances.(*sqlBalances)
 	if !ok {
@@ -182,16 +182,11 @@ func (p *swappableBalances) swapByRename(ctx context.Context, shadow projection.
 	return old.drop(ctx)
 }
 
-// discardBalancesCopy drops the fresh table and the checkpoint of a swap
-// rebuild that did not finish. balances is the application's read model;
-// a read model without tables has nothing to discard.
-func discardBalancesCopy(ctx context.Context, balances budget.BalanceStore, cps projection.CheckpointStore) error {
-	live, ok := balances.(*sqlBalances)
-	if !ok {
-		return nil
-	}
+// discardCopy drops the fresh table and the checkpoint of a swap rebuild
+// that did not finish.
+func (p *swappableBalances) discardCopy(ctx context.Context) error {
 	return errors.Join(
-		live.withTable(live.name+freshSuffix).drop(ctx),
-		cps.DeleteCheckpoint(ctx, balancesProjection+shadowSuffix),
+		p.fresh().drop(ctx),
+		p.cps.DeleteCheckpoint(ctx, p.Name()+shadowSuffix),
 	)
 }

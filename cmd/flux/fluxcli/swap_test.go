@@ -1,4 +1,4 @@
-package main
+package fluxcli
 
 import (
 	"context"
@@ -50,7 +50,7 @@ func serverDemo(t *testing.T, srv server) string {
 // runs: it reads the live read-model table as any reader would.
 type swapStore struct {
 	dsn  string
-	b    *backend
+	b    *Backend
 	live *sqlBalances
 }
 
@@ -62,7 +62,7 @@ func openSwapStore(t *testing.T, bk swapBackend) *swapStore {
 	t.Helper()
 	ctx := t.Context()
 	dsn := bk.store(t)
-	b, err := openBackend(ctx, dsn, false)
+	b, err := openBackend(ctx, dsn, readWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
