@@ -31,8 +31,8 @@ type streamRow struct {
 	AggregateType string `json:"aggregate_type"`
 	StreamID      string `json:"stream_id"`
 	Version       int64  `json:"version"`
-	FirstEventAt  string `json:"first_event_at"`
-	LastEventAt   string `json:"last_event_at"`
+	FirstEventAt  stamp  `json:"first_event_at"`
+	LastEventAt   stamp  `json:"last_event_at"`
 }
 
 func runStreams(ctx context.Context, m *Main, args []string) error {
@@ -49,7 +49,7 @@ func runStreams(ctx context.Context, m *Main, args []string) error {
 			if err != nil {
 				return err
 			}
-			rows = append(rows, streamRow{si.AggregateType, si.StreamID, si.Version, fmtTime(si.FirstEventAt), fmtTime(si.LastEventAt)})
+			rows = append(rows, streamRow{si.AggregateType, si.StreamID, si.Version, stamp(si.FirstEventAt), stamp(si.LastEventAt)})
 		}
 		if *c.json {
 			return jsonLines(m.Stdout, rows)
@@ -60,7 +60,7 @@ func runStreams(ctx context.Context, m *Main, args []string) error {
 		}
 		t := make([][]string, len(rows))
 		for i, r := range rows {
-			t[i] = []string{r.AggregateType, r.StreamID, strconv.FormatInt(r.Version, 10), r.FirstEventAt, r.LastEventAt}
+			t[i] = []string{r.AggregateType, r.StreamID, strconv.FormatInt(r.Version, 10), r.FirstEventAt.String(), r.LastEventAt.String()}
 		}
 		return table(m.Stdout, []string{"AGGREGATE TYPE", "STREAM", "VERSION", "FIRST EVENT", "LAST EVENT"}, t)
 	})
@@ -68,7 +68,7 @@ func runStreams(ctx context.Context, m *Main, args []string) error {
 
 type eventRow struct {
 	Position      int64           `json:"position"`
-	OccurredAt    string          `json:"occurred_at"`
+	OccurredAt    stamp           `json:"occurred_at"`
 	AggregateType string          `json:"aggregate_type"`
 	StreamID      string          `json:"stream_id"`
 	Version       int64           `json:"version"`
@@ -94,7 +94,7 @@ var envelopeRE = regexp.MustCompile(`"fluxpii:v1:[A-Za-z0-9_-]+"`)
 // A wrong secret is an error (every row would fail alike); an event that
 // does not decode otherwise is shown as stored, with a note.
 func (a *application) rowOf(ctx context.Context, rec flux.Record) (eventRow, error) {
-	r := eventRow{Position: rec.Position, OccurredAt: fmtTime(rec.OccurredAt), AggregateType: rec.AggregateType,
+	r := eventRow{Position: rec.Position, OccurredAt: stamp(rec.OccurredAt), AggregateType: rec.AggregateType,
 		StreamID: rec.StreamID, Version: rec.StreamVersion, Event: rec.EventName, EventVersion: rec.EventVersion,
 		EventID: rec.EventID, RequestID: rec.Metadata.RequestID, CorrelationID: rec.Metadata.CorrelationID,
 		CausationID: rec.Metadata.CausationID}
@@ -183,7 +183,7 @@ func (m *Main) printEventRows(rows []eventRow, asJSON bool, full bool) error {
 		if r.Error != "" {
 			payload += "  (ERROR: " + r.Error + ")"
 		}
-		t[i] = []string{strconv.FormatInt(r.Position, 10), r.OccurredAt, r.AggregateType, short(r.StreamID),
+		t[i] = []string{strconv.FormatInt(r.Position, 10), r.OccurredAt.String(), r.AggregateType, short(r.StreamID),
 			strconv.FormatInt(r.Version, 10), r.Event + " v" + strconv.Itoa(r.EventVersion), short(r.CorrelationID), payload}
 	}
 	return table(m.Stdout, []string{"POS", "OCCURRED (UTC)", "AGGREGATE", "STREAM", "VER", "EVENT", "CORRELATION", "PAYLOAD"}, t)

@@ -130,7 +130,7 @@ type projectionRow struct {
 	Head      int64  `json:"head"`
 	LagEvents int64  `json:"lag_events"`
 	Lag       string `json:"lag"`
-	UpdatedAt string `json:"updated_at"`
+	UpdatedAt stamp  `json:"updated_at"`
 }
 
 func (m *Main) projectionStatus(ctx context.Context, a *application, b *Backend, asJSON bool) error {
@@ -158,7 +158,7 @@ func (m *Main) projectionStatus(ctx context.Context, a *application, b *Backend,
 	var rows []projectionRow
 	for _, n := range names {
 		cp := byName[n]
-		r := projectionRow{Name: n, Position: cp.Position, Head: head, LagEvents: max(head-cp.Position, 0), Lag: "0s", UpdatedAt: fmtTime(cp.UpdatedAt)}
+		r := projectionRow{Name: n, Position: cp.Position, Head: head, LagEvents: max(head-cp.Position, 0), Lag: "0s", UpdatedAt: stamp(cp.UpdatedAt)}
 		if r.LagEvents > 0 {
 			for rec, err := range b.store.ReadAll(ctx, flux.ReadAllOptions{After: cp.Position, Limit: 1}) {
 				if err != nil {
@@ -174,7 +174,7 @@ func (m *Main) projectionStatus(ctx context.Context, a *application, b *Backend,
 	}
 	t := make([][]string, len(rows))
 	for i, r := range rows {
-		t[i] = []string{r.Name, strconv.FormatInt(r.Position, 10), strconv.FormatInt(r.Head, 10), strconv.FormatInt(r.LagEvents, 10), r.Lag, r.UpdatedAt}
+		t[i] = []string{r.Name, strconv.FormatInt(r.Position, 10), strconv.FormatInt(r.Head, 10), strconv.FormatInt(r.LagEvents, 10), r.Lag, r.UpdatedAt.String()}
 	}
 	return table(m.Stdout, []string{"PROJECTION", "POSITION", "HEAD", "LAG (EVENTS)", "LAG (TIME)", "UPDATED"}, t)
 }
@@ -276,7 +276,7 @@ func runForget(ctx context.Context, m *Main, args []string) error {
 			if err != nil {
 				return err
 			}
-			return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(f.At), "by": f.By, "already": true,
+			return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": stamp(f.At), "by": f.By, "already": true,
 				"key_deleted": false, "no_personal_data": false, "signalled": rep.Signalled, "signal_position": rep.SignalPosition, "signalled_before": rep.SignalledBefore},
 				"subject %s was already forgotten at %s by %s; no key was left to delete", subject, fmtTime(f.At), f.By)
 		}
@@ -287,7 +287,7 @@ func runForget(ctx context.Context, m *Main, args []string) error {
 		if err != nil {
 			return err
 		}
-		return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": fmtTime(rep.At), "by": *by, "already": false,
+		return m.report(*c.json, map[string]any{"subject": subject, "forgotten_at": stamp(rep.At), "by": *by, "already": false,
 			"key_deleted": rep.KeyDeleted, "no_personal_data": rep.NoPersonalData, "snapshots": "unreadable (encrypted under the deleted key)",
 			"signalled": rep.Signalled, "signal_position": rep.SignalPosition, "signalled_before": rep.SignalledBefore},
 			"%s", rep.String())
@@ -329,7 +329,7 @@ type snapshotRow struct {
 	Snapshots     int    `json:"snapshots"`
 	Streams       int    `json:"streams"`
 	AvgSize       int    `json:"avg_size_bytes"`
-	Newest        string `json:"newest"`
+	Newest        stamp  `json:"newest"`
 }
 
 func runSnapshots(ctx context.Context, m *Main, args []string) error {
@@ -396,7 +396,7 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 		}
 		var rows []snapshotRow
 		for typ, s := range stats {
-			s.Streams, s.AvgSize, s.Newest = len(streams[typ]), sizes[typ]/s.Snapshots, fmtTime(newest[typ])
+			s.Streams, s.AvgSize, s.Newest = len(streams[typ]), sizes[typ]/s.Snapshots, stamp(newest[typ])
 			rows = append(rows, *s)
 		}
 		sort.Slice(rows, func(i, j int) bool { return rows[i].AggregateType < rows[j].AggregateType })
@@ -409,7 +409,7 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 		}
 		t := make([][]string, len(rows))
 		for i, r := range rows {
-			t[i] = []string{r.AggregateType, strconv.Itoa(r.Snapshots), strconv.Itoa(r.Streams), strconv.Itoa(r.AvgSize), r.Newest}
+			t[i] = []string{r.AggregateType, strconv.Itoa(r.Snapshots), strconv.Itoa(r.Streams), strconv.Itoa(r.AvgSize), r.Newest.String()}
 		}
 		return table(m.Stdout, []string{"AGGREGATE TYPE", "SNAPSHOTS", "STREAMS", "AVG SIZE (BYTES)", "NEWEST"}, t)
 	})

@@ -48,6 +48,20 @@ func jsonLines[T any](w io.Writer, values []T) error {
 
 const timeFormat = "2006-01-02 15:04:05"
 
+// stamp is a moment in output: "2006-01-02 15:04:05" (UTC) in tables,
+// RFC 3339 in UTC in JSON (null when unknown).
+type stamp time.Time
+
+func (s stamp) String() string { return fmtTime(time.Time(s)) }
+
+func (s stamp) MarshalJSON() ([]byte, error) {
+	t := time.Time(s)
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	return []byte(`"` + t.UTC().Format(time.RFC3339Nano) + `"`), nil
+}
+
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
