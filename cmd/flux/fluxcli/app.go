@@ -27,7 +27,7 @@ type application struct {
 
 // errNoRegistry says that a command needs the application's types.
 func errNoRegistry(what string) error {
-	return fmt.Errorf("%s needs the application's registry, which this flux binary does not have; build the application's own flux with package fluxcli (see docs/cli.md), or use 'flux events', which shows payloads as stored", what)
+	return fmt.Errorf("%s need the application's registry, which this flux binary does not have; build the application's own flux with package fluxcli (see docs/cli.md), or use 'flux events', which shows payloads as stored", what)
 }
 
 // openApp builds the repository over b. With KEY_MANAGEMENT_SECRET (or

@@ -73,6 +73,8 @@ type cliCase struct {
 	writes bool
 	// sqliteOnly marks a case about SQLite files.
 	sqliteOnly bool
+	// stock runs the case as the stock flux, without the application.
+	stock bool
 }
 
 func cliCases() []cliCase {
@@ -124,6 +126,20 @@ func cliCases() []cliCase {
 		{name: "error_relay_nats_down", args: []string{"relay", "--nats", "nats://127.0.0.1:1"}, code: 1, sqliteOnly: true},
 		{name: "error_unknown_correlation", args: []string{"trace", "nope"}, code: 1},
 		{name: "error_unknown_projection", args: []string{"projections", "rebuild", "nope"}, code: 1},
+		{name: "stock_events", args: []string{"events", "--stream", bobID}, env: []string{secret}, stock: true},
+		{name: "stock_events_type", args: []string{"events", "--type", "UserSignedUp", "--json"}, stock: true},
+		{name: "stock_trace", args: []string{"trace", "demo-00000000-05"}, stock: true},
+		{name: "stock_streams", args: []string{"streams", "--type", "User"}, stock: true},
+		{name: "stock_snapshots", args: []string{"snapshots"}, stock: true},
+		{name: "stock_projections", args: []string{"projections"}, stock: true},
+		{name: "stock_error_state", args: []string{"state", "User", bobID}, stock: true, code: 1},
+		{name: "stock_error_rebuild", args: []string{"projections", "rebuild", "envelope-balances"}, stock: true, code: 1},
+		{name: "error_negative_limit", args: []string{"events", "--limit", "-5"}, code: 2},
+		{name: "error_negative_version", args: []string{"state", "User", bobID, "--version", "-1"}, code: 2},
+		{name: "error_no_command", args: []string{}, code: 2},
+		{name: "error_unknown_command", args: []string{"stats"}, code: 2},
+		{name: "help_command", args: []string{"help", "streams"}},
+		{name: "error_not_a_dsn", args: []string{"streams", "--dsn", "db.example.com:5432/app"}, code: 1, sqliteOnly: true},
 	}
 }
 
@@ -152,6 +168,9 @@ func runCLICase(t *testing.T, c cliCase, dsn string) string {
 	}
 	m.Getenv = func(k string) string { return env[k] }
 	m.Stdin = strings.NewReader(c.stdin)
+	if c.stock {
+		m.Config = Config{}
+	}
 	code := m.Run(context.Background(), c.args)
 	got := "$ flux " + strings.Join(c.args, " ") + "\n" + out.String()
 	if errOut.Len() > 0 {
@@ -165,7 +184,7 @@ func runCLICase(t *testing.T, c cliCase, dsn string) string {
 	if code != c.code {
 		t.Fatalf("exit %d, want %d:\n%s", code, c.code, got)
 	}
-	if c.code != 0 && strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
+	if c.code != 0 && len(c.args) > 0 && strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
 		t.Fatalf("the error is not one line:\n%s", errOut)
 	}
 	return got

@@ -39,13 +39,13 @@ func runStreams(ctx context.Context, m *Main, args []string) error {
 	fs := m.newFlagSet("streams [--type TYPE] [--limit N]", "Lists streams (one per aggregate) with their type, version and the times of\ntheir first and last events, ordered by stream ID.", "  flux streams\n  flux streams --type BudgetEnvelope --json")
 	c := addCommon(fs)
 	typ := fs.String("type", "", "only streams of this aggregate `type`")
-	limit := fs.Int("limit", 0, "show at most `n` streams")
+	limit := countFlag(fs, "limit", "show at most `n` streams (0: all)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	return m.withBackend(ctx, *c.dsn, readOnly, func(b *Backend) error {
 		var rows []streamRow
-		for si, err := range b.store.ListStreams(ctx, flux.ListStreamsOptions{AggregateType: *typ, Limit: *limit}) {
+		for si, err := range b.store.ListStreams(ctx, flux.ListStreamsOptions{AggregateType: *typ, Limit: int(*limit)}) {
 			if err != nil {
 				return err
 			}
@@ -201,7 +201,7 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 	until := fs.String("until", "", "only events at or before `time`")
 	corr := fs.String("correlation", "", "only events with this correlation `ID`")
 	req := fs.String("request", "", "only events with this request `ID`")
-	limit := fs.Int("limit", 0, "show at most `n` events")
+	limit := countFlag(fs, "limit", "show at most `n` events (0: all)")
 	full := fs.Bool("full", false, "do not shorten payloads in the table")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -244,7 +244,7 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 				return false
 			}
 			rows = append(rows, r)
-			return *limit == 0 || len(rows) < *limit
+			return *limit == 0 || int64(len(rows)) < *limit
 		}
 		if *streamID != "" {
 			if err := flux.ValidateStreamID(*streamID); err != nil {
@@ -267,7 +267,7 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 				}
 			}
 		} else {
-			for rec, err := range b.store.ReadAll(ctx, flux.ReadAllOptions{Since: from, Until: to, EventNames: names, CorrelationID: *corr, RequestID: *req, Limit: *limit}) {
+			for rec, err := range b.store.ReadAll(ctx, flux.ReadAllOptions{Since: from, Until: to, EventNames: names, CorrelationID: *corr, RequestID: *req, Limit: int(*limit)}) {
 				if err != nil {
 					return m.eventsFailed(rows, *c.json, *full, err)
 				}
@@ -360,7 +360,7 @@ func runState(ctx context.Context, m *Main, args []string) error {
 		"  flux state User 0190f6a0-3c1e-7b8e-9d2f-0123456789ab\n  flux state BudgetEnvelope env-1 --at \"2026-01-02 10:00\"\n  flux state BudgetEnvelope env-1 --version 3 --diff now")
 	c := addCommon(fs)
 	at := fs.String("at", "", "the state at this `time`")
-	version := fs.Int64("version", 0, "the state at this `version`")
+	version := countFlag(fs, "version", "the state at this `version`")
 	diff := fs.String("diff", "", "compare with the state at this `time`")
 	typ, rest := firstArg(args)
 	id, rest := firstArg(rest)
@@ -392,7 +392,7 @@ func runState(ctx context.Context, m *Main, args []string) error {
 			return err
 		}
 		if !a.registered {
-			return errNoRegistry("flux state")
+			return errNoRegistry("aggregate states and diffs")
 		}
 		if !contains(a.reg.AggregateTypes(), typ) {
 			return &usageError{fmt.Sprintf("unknown aggregate type %q; known: %v", typ, a.reg.AggregateTypes())}

@@ -337,7 +337,7 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 		"Shows snapshot statistics per aggregate type, or prunes them (keeping the\nnewest N per aggregate) or deletes them (they are only a cache: loads\nreplay events without them).",
 		"  flux snapshots\n  flux snapshots prune --keep 1\n  flux snapshots delete --stream env-1 --yes")
 	c := addCommon(fs)
-	keep := fs.Int("keep", 0, "with prune: snapshots to keep per aggregate (>= 1)")
+	keep := countFlag(fs, "keep", "with prune: snapshots to keep per aggregate (>= 1)")
 	streamID := fs.String("stream", "", "with delete: only this stream's snapshots")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	action, rest := firstArg(args)
@@ -350,7 +350,7 @@ func runSnapshots(ctx context.Context, m *Main, args []string) error {
 			if *keep < 1 {
 				return &usageError{"prune needs --keep N with N >= 1"}
 			}
-			n, err := b.store.PruneSnapshots(ctx, *keep)
+			n, err := b.store.PruneSnapshots(ctx, int(*keep))
 			if err != nil {
 				return err
 			}

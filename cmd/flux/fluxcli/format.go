@@ -3,9 +3,11 @@ package fluxcli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -135,4 +137,31 @@ func (m *Main) report(asJSON bool, v any, format string, args ...any) error {
 	}
 	_, err := fmt.Fprintf(m.Stdout, format+"\n", args...)
 	return err
+}
+
+// count is a flag holding a whole number >= 0: "-5", "1.5" and "ten" are
+// usage errors rather than surprises.
+type count struct{ v *int64 }
+
+func (c count) String() string {
+	if c.v == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*c.v, 10)
+}
+
+func (c count) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return errors.New("want a whole number >= 0")
+	}
+	*c.v = n
+	return nil
+}
+
+// countFlag defines a count flag.
+func countFlag(fs *flag.FlagSet, name, usage string) *int64 {
+	v := new(int64)
+	fs.Var(count{v}, name, usage)
+	return v
 }

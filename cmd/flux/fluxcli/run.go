@@ -196,9 +196,14 @@ func (m *Main) newFlagSet(name, synopsis, examples string) *flag.FlagSet {
 
 // parse parses args, turning flag errors into usage errors.
 func parse(fs *flag.FlagSet, args []string) error {
+	// The flag package prints the usage on every error: print it once,
+	// only when asked for (an error is one line on stderr).
+	help := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = help }()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			help()
 			return err
 		}
 		return &usageError{err.Error()}
