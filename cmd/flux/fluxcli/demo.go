@@ -85,7 +85,16 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 	if *dsn == "" {
 		fmt.Fprintf(m.Stdout, "Look inside it: flux streams --dsn %s (every command has --help)\n", path)
 	}
-	if d.builtinSecret {
+	switch {
+	case m.Config.Registry == nil:
+		// The stock flux shows payloads as stored: the budget example's own
+		// flux knows its types and decrypts its personal data.
+		secret := ""
+		if d.builtinSecret {
+			secret = "KEY_MANAGEMENT_SECRET=" + demoSecret + " "
+		}
+		fmt.Fprintf(m.Stdout, "Its aggregates and personal data, with the budget example's own flux:\n  %sgo run ./cmd/flux/examples/budgetflux state User ID%s\n", secret, d.dsnArg)
+	case d.builtinSecret:
 		fmt.Fprintf(m.Stdout, "Read its personal data: KEY_MANAGEMENT_SECRET=%s flux events%s\n", demoSecret, d.dsnArg)
 	}
 	return nil
