@@ -8,23 +8,13 @@
 package main
 
 import (
-	"context"
-
 	"github.com/fluxcapacitor/flux/cmd/flux/fluxcli"
 	"github.com/fluxcapacitor/flux/examples/budget"
-	"github.com/fluxcapacitor/flux/projection"
 )
 
 func main() {
 	fluxcli.Run(fluxcli.Config{
 		Registry:    budget.NewRegistry,
-		Projections: []fluxcli.Projection{{Name: "envelope-balances", New: balances}},
+		Projections: []fluxcli.Projection{{Name: "envelope-balances", New: fluxcli.DemoBalances}},
 	})
-}
-
-// balances is the application's projection over its read model. A real
-// read model lives in the store's database (b.DB(), b.Schema()); the
-// budget example's is in memory.
-func balances(_ context.Context, b *fluxcli.Backend) (projection.Projection, error) {
-	return budget.BalancesProjection("envelope-balances", budget.NewMemoryBalances()), nil
 }
