@@ -16,9 +16,9 @@ const balancesProjection = "envelope-balances"
 // store the demo fills.
 func demoConfig() Config {
 	return Config{
-		Registry: budget.NewRegistry,
+		Registry:    budget.NewRegistry,
 		Projections: []Projection{{Name: balancesProjection, New: DemoBalances}},
-		Commands: map[string]Command{"demo": Demo()},
+		Commands:    map[string]Command{"demo": Demo()},
 	}
 }
 

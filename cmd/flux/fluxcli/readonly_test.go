@@ -174,10 +174,44 @@ func TestReadOnlyCommandsNeverWrite(t *testing.T) {
 	})
 	for _, srv := range testServers(t) {
 		t.Run(srv.name, func(t *testing.T) {
-			runReadOnly(t, demoStore(t, srv), "")
+			dsn := demoStore(t, srv)
+			runReadOnly(t, dsn, "")
+			if srv.name == "mysql" { // go-sql-driver's own form too
+				runReadOnly(t, strings.TrimPrefix(dsn, "mysql://"), "")
+			}
 		})
 		t.Run(srv.name+"_not_migrated", func(t *testing.T) {
 			runReadOnly(t, srv.fresh(t), "run 'flux migrate'")
 		})
+	}
+}
+
+func TestDSNForms(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://app@db:5432/events":          "postgres",
+		"postgresql://app@db/events?sslmode=off": "postgres",
+		"mysql://app:pw@tcp(db:3306)/events":     "mysql",
+		"app:pw@tcp(db:3306)/events":             "mysql",
+		"root@tcp(127.0.0.1:3306)/test?x=y":      "mysql",
+		"app@unix(/run/mysqld.sock)/events":      "mysql",
+		"flux.db":                                "sqlite",
+		"sqlite:/var/lib/flux.db":                "sqlite",
+		"db.example.com:5432/app":                "sqlite",
+	} {
+		kind := ""
+		for _, o := range openers {
+			if o.matches(dsn) {
+				kind = o.kind
+				break
+			}
+		}
+		if kind != want {
+			t.Errorf("%s is read as %s, want %s", dsn, kind, want)
+		}
+	}
+	// Not an existing file and no server form: the error lists the forms.
+	_, err := openBackend(context.Background(), "db.example.com:5432/app", readOnly)
+	if err == nil || !strings.Contains(err.Error(), "postgres://") || !strings.Contains(err.Error(), "@tcp(host:3306)/db") {
+		t.Fatalf("err = %v", err)
 	}
 }
