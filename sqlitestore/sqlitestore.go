@@ -71,8 +71,9 @@ type Options struct {
 	// commits but never corrupts) or "FULL" (every commit is fsynced).
 	Synchronous string
 	// ReadOnly opens the database for reading only: nothing is written to
-	// the file (no schema is created or upgraded, every write fails), and a
-	// file the process may not write is opened as immutable. A database
+	// the file (no schema is created or upgraded, every write fails). A
+	// file the process may not write is opened as immutable, so no other
+	// process may change it meanwhile (SQLite then skips locking). A database
 	// whose schema is missing or older than this build fails Open with an
 	// error that says to migrate it. For tools that inspect a store.
 	ReadOnly bool

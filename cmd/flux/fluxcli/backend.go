@@ -20,7 +20,8 @@ import (
 // the current directory.
 const DefaultDSN = "flux.db"
 
-// store is what the commands need of a backend: every contract interface.
+// Store is what the commands need of a backend: every contract interface
+// (all three backends implement them).
 type Store interface {
 	flux.EventStore
 	flux.SnapshotStore
@@ -30,7 +31,8 @@ type Store interface {
 	projection.CheckpointStore
 }
 
-// backend is an opened store.
+// Backend is an opened event store, with a database/sql pool on its
+// database for read models.
 type Backend struct {
 	kind  string // sqlite, postgres, mysql
 	where string // file or server, for messages (no password)
