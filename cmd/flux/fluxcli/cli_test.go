@@ -275,3 +275,24 @@ func TestProjectionsRunServesMetrics(t *testing.T) {
 		t.Fatalf("output: %s", out)
 	}
 }
+
+// Help is printed once, on stdout, when asked for; a mistake is one line
+// on stderr and no help.
+func TestUsageIsPrintedOnce(t *testing.T) {
+	for _, args := range [][]string{{"streams", "--help"}, {"help", "streams"}, {"streams", "-h"}} {
+		m, out, errOut := testMain()
+		if code := m.Run(context.Background(), args); code != 0 || strings.Count(out.String(), "Usage: flux streams") != 1 || errOut.Len() != 0 {
+			t.Errorf("flux %s: exit %d, stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}} {
+		m, out, errOut := testMain()
+		if code := m.Run(context.Background(), args); code != 0 || strings.Count(out.String(), "Usage: flux <command>") != 1 || errOut.Len() != 0 {
+			t.Errorf("flux %s: exit %d, stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	m, out, errOut := testMain()
+	if code := m.Run(context.Background(), []string{"streams", "--bogus"}); code != exitUsage || out.Len() != 0 || strings.Count(errOut.String(), "\n") != 1 {
+		t.Errorf("flux streams --bogus: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
