@@ -86,14 +86,9 @@ func openPostgres(ctx context.Context, dsn string, mode access) (*Backend, error
 	db := stdlib.OpenDBFromPool(s.Pool())
 	b := &Backend{kind: "postgres", where: where("postgres", conn) + " (schema " + s.Schema() + ")", store: s, db: db, schema: s.Schema(), closers: []func() error{db.Close}}
 	if mode != create {
-		var events *string
-		if err := db.QueryRowContext(ctx, `SELECT to_regclass($1)::text`, s.Schema()+".events").Scan(&events); err != nil {
+		if err := checkMigrated(ctx, b, s, "PostgreSQL "+b.where); err != nil {
 			b.Close()
-			return nil, fmt.Errorf("check the schema of %s: %w", b.where, err)
-		}
-		if events == nil {
-			b.Close()
-			return nil, errNotMigrated("PostgreSQL " + b.where)
+			return nil, err
 		}
 	}
 	return b, nil
@@ -107,14 +102,9 @@ func openMySQL(ctx context.Context, dsn string, mode access) (*Backend, error) {
 	}
 	b := &Backend{kind: "mysql", where: where("mysql", conn), store: s, db: s.DB()}
 	if mode != create {
-		var n int
-		if err := b.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'events'`).Scan(&n); err != nil {
+		if err := checkMigrated(ctx, b, s, "MySQL "+b.where); err != nil {
 			b.Close()
-			return nil, fmt.Errorf("check the schema of %s: %w", b.where, err)
-		}
-		if n == 0 {
-			b.Close()
-			return nil, errNotMigrated("MySQL " + b.where)
+			return nil, err
 		}
 	}
 	return b, nil
@@ -177,4 +167,19 @@ func mysqlScratch(ctx context.Context, dsn string) (*scratch, error) {
 	b := &Backend{kind: "mysql", where: cfg.Addr + "/" + name, store: s, db: s.DB()}
 	raw := &sqlRaw{db: s.DB(), table: "events", dialect: "mysql"}
 	return &scratch{backend: b, raw: raw, cleanup: func() { s.Close(); drop() }}, nil
+}
+
+// checkMigrated fails with "run flux migrate" unless the store's schema is
+// current; it writes nothing.
+func checkMigrated(ctx context.Context, b *Backend, s interface {
+	SchemaVersion(context.Context) (int, int, error)
+}, what string) error {
+	current, latest, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("check the schema of %s: %w", b.where, err)
+	}
+	if current < latest {
+		return errNotMigrated(what)
+	}
+	return nil
 }

@@ -183,6 +183,35 @@ func TestReadOnlyCommandsNeverWrite(t *testing.T) {
 		t.Run(srv.name+"_not_migrated", func(t *testing.T) {
 			runReadOnly(t, srv.fresh(t), "run 'flux migrate'")
 		})
+		t.Run(srv.name+"_older_schema", func(t *testing.T) {
+			dsn := srv.fresh(t)
+			m, _, errOut := testMain()
+			if code := m.Run(context.Background(), []string{"migrate", "--dsn", dsn}); code != 0 {
+				t.Fatalf("migrate: %s", errOut)
+			}
+			// Forget the last step, as if the schema came from an older build.
+			driver, conn, table := "mysql", strings.TrimPrefix(dsn, "mysql://"), "flux_schema_migrations"
+			if isPostgres(dsn) {
+				c, schema, err := splitSchema(dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				driver, conn, table = "pgx", c, schema+".flux_schema_migrations"
+			}
+			db, err := sql.Open(driver, conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var top int
+			if err := db.QueryRow("SELECT MAX(version) FROM " + table).Scan(&top); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(fmt.Sprintf("DELETE FROM %s WHERE version = %d", table, top)); err != nil {
+				t.Fatal(err)
+			}
+			runReadOnly(t, dsn, "run 'flux migrate'")
+		})
 	}
 }
 
