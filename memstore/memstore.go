@@ -100,6 +100,10 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	s.mu.RLock()
 	closed := s.closed
 	next := int64(len(s.log)) + 1
+	var prev time.Time // the log's last time, read under writeSem
+	if len(s.log) > 0 {
+		prev = s.log[len(s.log)-1].OccurredAt
+	}
 	var conflict error
 	if k := req.Idempotency; k != nil {
 		if first, dup := s.idempotency[k.Key]; dup {
@@ -127,7 +131,7 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	}
 
 	var recs []flux.Record
-	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
+	res := flux.AppendResult{Versions: make([]int64, len(req.Streams)), OccurredAt: flux.StampTimes(&req, prev)}
 	for i, st := range req.Streams {
 		v := versions[i]
 		for _, e := range st.Events {

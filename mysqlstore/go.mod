@@ -9,4 +9,7 @@ require (
 	github.com/go-sql-driver/mysql v1.10.1
 )
 
-require filippo.io/edwards25519 v1.2.0 // indirect
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)

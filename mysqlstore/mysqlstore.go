@@ -556,6 +556,15 @@ func (s *Store) write(ctx context.Context, tx *writeTx, req *flux.AppendRequest,
 			return res, errors.New("mysqlstore: append: the log head row is missing from flux_log_head; run Store.Migrate")
 		}
 		next = last - int64(n) + 1
+		// Times follow the log: read the log's last time under the head
+		// lock and stamp the events with it (flux.StampTimes).
+		var prev time.Time
+		if next > 1 {
+			if err := tx.QueryRowContext(ctx, `SELECT occurred_on FROM events WHERE id = ?`, next-1).Scan(utcTime{&prev}); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return res, err
+			}
+		}
+		res.OccurredAt = flux.StampTimes(req, prev)
 	}
 
 	if req.Idempotency != nil {
@@ -589,6 +598,11 @@ func (s *Store) write(ctx context.Context, tx *writeTx, req *flux.AppendRequest,
 		st := &req.Streams[i]
 		switch {
 		case st.Expected == flux.Any:
+			bases[i] = current[i]
+		case st.Expected == flux.StreamExists:
+			if current[i] == 0 {
+				return res, &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: 0}
+			}
 			bases[i] = current[i]
 		case st.Expected > 0 && !checkInInsert[i]:
 			// Also rejects an expectation beyond the stream's version,
@@ -656,6 +670,9 @@ func totalEvents(req *flux.AppendRequest) int {
 // UPDATE of a batch of n = batchN events left.
 func insertStatement(b *strings.Builder, args []any, st *flux.StreamAppend, from, to int, base int64, exists bool, first int64, batchN int) []any {
 	row := "?,?,?,?,?,?,?,?,?,?,?,?"
+	if batchN > 0 { // the log's last time is in @flux_prev (see writeBatched)
+		row = "?,?,?,?,?,?,?,GREATEST(CAST(? AS DATETIME(6)), CAST(@flux_prev AS DATETIME(6))),?,?,?,?"
+	}
 	b.WriteString("INSERT INTO events ")
 	b.WriteString(insertColumns)
 	for j := from; j < to; j++ {
@@ -702,7 +719,7 @@ func (s *Store) batchable(req *flux.AppendRequest, chunks []chunk) bool {
 		return false
 	}
 	st := &req.Streams[0]
-	if st.Expected == flux.Any {
+	if st.Expected < flux.NoStream { // Any, StreamExists
 		return false
 	}
 	size := 0
@@ -734,11 +751,14 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	exact := st.Expected > 0
 	var b strings.Builder
 	fmt.Fprintf(&b, "UPDATE flux_log_head SET position = LAST_INSERT_ID(position + %d) WHERE id = 1;", n)
+	// Times follow the log: the INSERTs store the later of each event's
+	// time and the log's last time, read here under the head lock.
+	fmt.Fprintf(&b, "SET @flux_prev = IFNULL((SELECT occurred_on FROM events WHERE id = LAST_INSERT_ID() - %d), '1000-01-01');", n)
 	args := make([]any, 0, 13*n+2)
-	want := []int64{1, int64(n)} // rows affected by each statement
+	want := []int64{1, 0, int64(n)} // rows affected by each statement
 	if exact {
 		args = insertStatement(&b, args, st, 0, 1, base, true, 0, n)
-		want[1] = 1
+		want[2] = 1
 		if n > 1 {
 			b.WriteByte(';')
 			args = insertStatement(&b, args, st, 1, n, base, false, 0, n)
@@ -747,6 +767,12 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	} else {
 		args = insertStatement(&b, args, st, 0, n, base, false, 0, n)
 	}
+	// Hand the log's last time back in this round trip: an UPDATE that
+	// changes nothing reports LAST_INSERT_ID(expr) as its insert ID (SET
+	// and DO do not), here the time in microseconds since 1970 (0 for an
+	// empty log). Its affected-rows count is not checked.
+	b.WriteString(";UPDATE flux_log_head SET position = position + 0 * LAST_INSERT_ID(GREATEST(0, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', CAST(@flux_prev AS DATETIME(6))))) WHERE id = 1")
+	want = append(want, -1)
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
@@ -777,10 +803,14 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	if len(affected) != len(want) || affected[0] != 1 || ids[0] < int64(n) {
 		return flux.AppendResult{}, errors.New("mysqlstore: append: the log head row is missing from flux_log_head; run Store.Migrate")
 	}
-	if affected[1] != want[1] { // the stream has no event at the expected version
+	if affected[2] != want[2] { // the stream has no event at the expected version
 		return flux.AppendResult{}, s.conflict(ctx, tx, st, base)
 	}
-	res := flux.AppendResult{Positions: make([]int64, n), Versions: []int64{base + int64(n)}}
+	var prev time.Time
+	if us := ids[len(ids)-1]; us > 0 {
+		prev = time.UnixMicro(us).UTC()
+	}
+	res := flux.AppendResult{Positions: make([]int64, n), Versions: []int64{base + int64(n)}, OccurredAt: flux.StampTimes(req, prev)}
 	for i := range res.Positions {
 		res.Positions[i] = ids[0] - int64(n) + 1 + int64(i)
 	}

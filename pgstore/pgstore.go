@@ -295,6 +295,9 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	if err := ctx.Err(); err != nil {
 		return flux.AppendResult{}, fmt.Errorf("pgstore: append: %w; %s", err, nothingCommitted)
 	}
+	// Given times become a running maximum here; the INSERTs raise them to
+	// the log's last time after the head lock (see queries.insert).
+	flux.StampTimes(&req, time.Time{})
 
 	res, retry, err := s.appendOnce(ctx, &req)
 	for retries := s.staleRetries(); retry && retries > 0; retries-- {
@@ -377,8 +380,9 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 	defer release()
 
 	res.Versions = make([]int64, len(req.Streams))
-	short := -1  // index of a stream that was not at its expected version
-	failed := -1 // index of the stream whose INSERT failed
+	var earliest time.Time // the earliest time stored
+	short := -1            // index of a stream that was not at its expected version
+	failed := -1           // index of the stream whose INSERT failed
 	err = func() error {
 		br := conn.SendBatch(ctx, batch)
 		defer br.Close()
@@ -402,9 +406,13 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 		}
 		for i := range req.Streams {
 			var n, last int64
-			if err := br.QueryRow().Scan(&n, &last); err != nil {
+			var first *time.Time
+			if err := br.QueryRow().Scan(&n, &last, &first); err != nil {
 				failed = i
 				return err
+			}
+			if first != nil && (earliest.IsZero() || first.Before(earliest)) {
+				earliest = *first
 			}
 			if n != int64(len(req.Streams[i].Events)) && short < 0 {
 				short = i
@@ -459,6 +467,9 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 		return flux.AppendResult{}, false, s.fail(ctx, "append: commit", pgx.ErrTxCommitRollback, nothingCommitted)
 	}
 	if total > 0 {
+		// The times stored: the given running maximum, raised to the
+		// log's last time, which the earliest of them is when it was later.
+		res.OccurredAt = flux.StampTimes(req, earliest)
 		s.appended.Signal()
 	}
 	return res, false, nil
