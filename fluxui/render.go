@@ -94,7 +94,7 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"add": func(a, b int64) int64 { return a + b },
+	"add":        func(a, b int64) int64 { return a + b },
 	"statusText": http.StatusText,
 	"str":        func(v any) string { return fmt.Sprint(v) },
 }
