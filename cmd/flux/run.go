@@ -64,6 +64,7 @@ func commands() map[string]command {
 		"keys":        {"manage data keys: rotate the key-encryption secret", runKeys},
 		"snapshots":   {"snapshot statistics; prune or delete snapshots", runSnapshots},
 		"bench":       {"run the standard workload against a backend, beside the raw driver", runBench},
+		"ui":          {"serve the web console: browse, trace and time-travel in a browser", runUI},
 	}
 }
 
