@@ -27,7 +27,7 @@ func browser(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "no Chromium found (install it with scripts/install-e2e-deps, or set FLUX_E2E_BROWSER)"
+	msg := "no Chromium found (install it with .ci/install-e2e-deps, or set FLUX_E2E_BROWSER)"
 	if os.Getenv("FLUX_TEST_REQUIRE") != "" {
 		t.Fatal(msg)
 	}

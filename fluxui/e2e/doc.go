@@ -4,7 +4,7 @@
 // through the console as a person would. It is a module of its own so the
 // browser client never becomes a dependency of the core.
 //
-// The test needs Chromium (scripts/install-e2e-deps installs Debian's);
+// The test needs Chromium (.ci/install-e2e-deps installs Debian's);
 // without it the test skips, or fails when FLUX_TEST_REQUIRE is set.
 // FLUX_E2E_SCREENSHOTS names a folder to keep the screenshots in (default:
 // a temporary folder, logged).
