@@ -357,6 +357,15 @@ func TestDiffHighlightsChangedFields(t *testing.T) {
 	if changes["owner"] != `:""->""` {
 		t.Errorf("unchanged owner: %q", changes["owner"])
 	}
+	// Backwards, across the snapshot at 20: the same as two loads.
+	d = getJSON[diffAnswer](t, h, "/api/diff?id=ledger-1&from=25&to=3")
+	changes = map[string]string{}
+	for _, fl := range d.Fields {
+		changes[fl.Path] = fl.Change + ":" + fl.Before + "->" + fl.Value
+	}
+	if changes["balance"] != "changed:300->6" || changes["owner"] != `changed:"ada"->""` || changes["tags[3]"] != `removed:"t"->` {
+		t.Errorf("diff 25->3: %v", changes)
+	}
 	page := get(t, h, "/diff?id=ledger-1&from=24&to=25")
 	if !strings.Contains(page.body, `<tr class="changed"><td>owner`) {
 		t.Errorf("the diff page does not highlight owner:\n%s", page.body)

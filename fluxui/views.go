@@ -361,16 +361,13 @@ func (c *Console) stateAt(ctx context.Context, si flux.StreamInfo, opts flux.Loa
 	if err != nil {
 		return stateView{}, err
 	}
-	b, err := json.Marshal(agg)
+	v, err := c.viewOf(ctx, si, agg, agg.Version())
 	if err != nil {
-		return stateView{}, fmt.Errorf("%s %q: encode state: %w", si.AggregateType, si.StreamID, err)
+		return stateView{}, err
 	}
-	v := stateView{ID: si.StreamID, AggregateType: si.AggregateType, Version: agg.Version(), MaxVersion: si.Version,
-		State: indent(b), Hidden: !c.cfg.ShowPersonalData && bytes.Contains(b, []byte(`"[encrypted]"`))}
 	if !opts.At.IsZero() {
 		v.At = fmtTime(opts.At)
 	}
-	v.Fields = flatten(b)
 	if li, ok := agg.(interface{ LoadInfo() flux.LoadInfo }); ok {
 		info := li.LoadInfo()
 		v.SnapshotVersion, v.EventsReplayed, v.SnapshotRejected, v.Forgotten = info.SnapshotVersion, info.EventsReplayed, info.SnapshotRejected, info.Forgotten
@@ -383,7 +380,19 @@ func (c *Console) stateAt(ctx context.Context, si flux.StreamInfo, opts flux.Loa
 	default:
 		v.Load = fmt.Sprintf("no snapshot: %d events replayed", v.EventsReplayed)
 	}
-	rec, ok, err := c.record(ctx, si.StreamID, v.Version)
+	return v, nil
+}
+
+// viewOf renders an aggregate's state at version, with the event that
+// made that version.
+func (c *Console) viewOf(ctx context.Context, si flux.StreamInfo, agg flux.Aggregate, version int64) (stateView, error) {
+	b, err := json.Marshal(agg)
+	if err != nil {
+		return stateView{}, fmt.Errorf("%s %q: encode state: %w", si.AggregateType, si.StreamID, err)
+	}
+	v := stateView{ID: si.StreamID, AggregateType: si.AggregateType, Version: version, MaxVersion: si.Version,
+		State: indent(b), Hidden: !c.cfg.ShowPersonalData && bytes.Contains(b, []byte(`"[encrypted]"`)), Fields: flatten(b)}
+	rec, ok, err := c.record(ctx, si.StreamID, version)
 	if err != nil {
 		return stateView{}, err
 	}
@@ -392,6 +401,30 @@ func (c *Console) stateAt(ctx context.Context, si flux.StreamInfo, opts flux.Loa
 		v.Event = &row
 	}
 	return v, nil
+}
+
+// statesAt returns the states at two versions lo <= hi with one replay:
+// the aggregate is loaded at lo, then the events up to hi are applied.
+func (c *Console) statesAt(ctx context.Context, si flux.StreamInfo, lo, hi int64) (a, b stateView, err error) {
+	agg, err := c.hidden.LoadAggregate(ctx, si.AggregateType, si.StreamID, flux.LoadOptions{Version: lo})
+	if err != nil {
+		return a, b, err
+	}
+	if a, err = c.viewOf(ctx, si, agg, lo); err != nil || lo == hi {
+		return a, a, err
+	}
+	for rec, err := range c.cfg.Store.ReadStream(ctx, si.StreamID, flux.ReadStreamOptions{FromVersion: lo + 1, ToVersion: hi}) {
+		if err != nil {
+			return a, b, err
+		}
+		env, err := c.hidden.Decode(ctx, rec)
+		if err != nil {
+			return a, b, err
+		}
+		agg.Apply(env.Event)
+	}
+	b, err = c.viewOf(ctx, si, agg, hi)
+	return a, b, err
 }
 
 type diffView struct {
@@ -421,13 +454,12 @@ func (c *Console) diff(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := c.stateAt(r.Context(), si, flux.LoadOptions{Version: from})
+	a, b, err := c.statesAt(r.Context(), si, min(from, to), max(from, to))
 	if err != nil {
 		return nil, err
 	}
-	b, err := c.stateAt(r.Context(), si, flux.LoadOptions{Version: to})
-	if err != nil {
-		return nil, err
+	if from > to {
+		a, b = b, a
 	}
 	v := diffView{ID: si.StreamID, AggregateType: si.AggregateType, From: from, To: to, MaxVersion: si.Version}
 	before := map[string]string{}
