@@ -48,6 +48,12 @@ var (
 	// that is not JSON, an impossible expected version.
 	ErrInvalidAppend = errors.New("flux: invalid append")
 
+	// ErrInvalidArgument is returned, before any I/O, for an argument no
+	// call can succeed with: LoadAt with a zero time, LoadVersion with a
+	// version below 1 (the error names the stream and the argument),
+	// SnapshotStore.PruneSnapshots keeping fewer than 1.
+	ErrInvalidArgument = errors.New("flux: invalid argument")
+
 	// ErrCorruptEvent is returned when a stored event cannot be decoded into
 	// its registered Go type. The error is an *EventError naming the stream,
 	// version and event.
@@ -73,6 +79,14 @@ var (
 	// during the commit, the outcome may be unknown, and the error says so
 	// and names an event ID to look for. Retry later.
 	ErrStoreUnavailable = errors.New("flux: store unavailable")
+
+	// ErrTransient is returned when the database aborted an operation that
+	// may succeed if run again unchanged: a serialization failure
+	// (SQLSTATE 40001), a deadlock (PostgreSQL 40P01, MySQL/MariaDB 1213)
+	// or a lock wait timeout (MySQL/MariaDB 1205, PostgreSQL 55P03).
+	// Nothing of a failed write was committed. RetryOnConflict retries
+	// commands that fail with it.
+	ErrTransient = errors.New("flux: transient failure")
 
 	// ErrDuplicateCommand is returned by EventStore.Append when its
 	// idempotency key is already recorded, as an *IdempotencyError carrying

@@ -11,9 +11,24 @@ import (
 	"time"
 )
 
-// RetryOptions configure RetryOnConflict.
+// DefaultRetryBudget is how long RetryOnConflict keeps retrying one
+// command by default (RetryOptions.MaxElapsed).
+const DefaultRetryBudget = 30 * time.Second
+
+// RetryOptions configure RetryOnConflict. The zero value retries a
+// conflicted command for up to DefaultRetryBudget (30 s), with full-jitter
+// exponential backoff from 5 ms up to 500 ms, and no cap on the number of
+// attempts: under contention every writer eventually wins a race (each
+// lost race means another writer's save committed), so contended commands
+// are all applied unless the budget runs out or the context ends.
 type RetryOptions struct {
-	// MaxAttempts is the most times a command runs. Default 5.
+	// MaxElapsed bounds the time spent on one command: no attempt starts
+	// later than this after the first one began (a backoff that would end
+	// past it is not waited). Default DefaultRetryBudget. The context's
+	// deadline, when earlier, ends the retries too.
+	MaxElapsed time.Duration
+	// MaxAttempts, when positive, also caps the number of times a command
+	// runs. Default 0: no cap, only MaxElapsed.
 	MaxAttempts int
 	// BaseDelay is the backoff before the second attempt; it doubles each
 	// time, up to MaxDelay, and each wait is drawn uniformly from [0, delay]
@@ -23,6 +38,8 @@ type RetryOptions struct {
 	// it ends first. Default: a timer. Replace it to record or simulate
 	// the backoff.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Now returns the current time, for MaxElapsed. Default time.Now.
+	Now func() time.Time
 }
 
 // sleep waits d, or until ctx ends.
@@ -38,13 +55,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // RetryOnConflict reruns a command whose save lost an optimistic
-// concurrency race (ErrConcurrencyConflict): each attempt reloads its
-// aggregates in a fresh unit of work. Other errors are never retried. Put
+// concurrency race (ErrConcurrencyConflict) or that the database aborted
+// as a serialization failure, deadlock or lock wait timeout
+// (ErrTransient): each attempt reloads its aggregates in a fresh unit of
+// work. Other errors are never retried. Put
 // it in CommandBusConfig.Middleware; opt-in, because a retried handler must
 // be safe to run again (it is, when it only changes aggregates).
 func RetryOnConflict(opts RetryOptions) Middleware {
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 5
+	if opts.MaxElapsed <= 0 {
+		opts.MaxElapsed = DefaultRetryBudget
 	}
 	if opts.BaseDelay <= 0 {
 		opts.BaseDelay = 5 * time.Millisecond
@@ -55,18 +74,29 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 	if opts.Sleep == nil {
 		opts.Sleep = sleep
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, m *Message) (any, error) {
 			delay := opts.BaseDelay
+			start := opts.Now()
 			for attempt := 1; ; attempt++ {
 				res, err := next.Handle(ctx, m)
-				if !errors.Is(err, ErrConcurrencyConflict) || uowFrom(ctx) != nil {
+				if !retryable(err) || uowFrom(ctx) != nil {
 					return res, err
 				}
-				if attempt >= opts.MaxAttempts {
-					return res, fmt.Errorf("flux: command %s still conflicted after %d attempts: %w", m.Type, attempt, err)
+				if opts.MaxAttempts > 0 && attempt >= opts.MaxAttempts {
+					return res, fmt.Errorf("flux: command %s still conflicted after %d attempts (RetryOptions.MaxAttempts): %w", m.Type, attempt, err)
+				}
+				if err := ctx.Err(); err != nil {
+					return nil, err
 				}
 				wait := time.Duration(rand.Int64N(int64(delay) + 1))
+				if elapsed := opts.Now().Sub(start); elapsed+wait > opts.MaxElapsed {
+					return res, fmt.Errorf("flux: command %s still conflicted after %d attempts in %v (RetryOptions.MaxElapsed %v): %w",
+						m.Type, attempt, elapsed.Round(time.Millisecond), opts.MaxElapsed, err)
+				}
 				if err := opts.Sleep(ctx, wait); err != nil {
 					return nil, err
 				}
@@ -74,6 +104,12 @@ func RetryOnConflict(opts RetryOptions) Middleware {
 			}
 		})
 	}
+}
+
+// retryable reports whether RetryOnConflict runs a command that failed
+// with err again.
+func retryable(err error) bool {
+	return errors.Is(err, ErrConcurrencyConflict) || errors.Is(err, ErrTransient)
 }
 
 // Logging logs every message with log/slog once it is handled: its type,

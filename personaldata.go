@@ -253,8 +253,9 @@ func checkSnapshotStateCached(def *aggregateDef, state reflect.Type) error {
 // with the metadata ctx carries. It returns the record's global position;
 // already is true (position 0) when the subject's record was written
 // before — each subject is signalled once, so re-running an interrupted
-// forget completes it without a second record. pii.Protector.Forget calls
-// it after the subject's key is deleted.
+// forget completes it without a second record. The record's correlation
+// ID is ctx's, or its own event ID (so `flux trace` finds it).
+// pii.Protector.Forget calls it after the subject's key is deleted.
 func SignalForgotten(ctx context.Context, es EventStore, ev SubjectForgotten, at time.Time) (position int64, already bool, err error) {
 	if ev.Subject == "" {
 		return 0, false, fmt.Errorf("%w: signal forgotten: the subject is empty", ErrPersonalData)
@@ -267,9 +268,16 @@ func SignalForgotten(ctx context.Context, es EventStore, ev SubjectForgotten, at
 	if md.RequestID == "" {
 		md.RequestID = DefaultRequestID
 	}
+	id := uuid.NewRandom()
+	if md.CorrelationID == "" { // a forget outside a command, as the bus does
+		md.CorrelationID = md.RequestID
+		if md.CorrelationID == DefaultRequestID {
+			md.CorrelationID = id
+		}
+	}
 	res, err := es.Append(ctx, AppendRequest{Streams: []StreamAppend{{
 		StreamID: ForgottenStreamID(ev.Subject), AggregateType: PersonalDataAggregate, Expected: NoStream,
-		Events: []EventData{{EventID: uuid.NewRandom(), EventName: SubjectForgottenEvent, EventVersion: 1, Payload: payload, Metadata: md, OccurredAt: at}},
+		Events: []EventData{{EventID: id, EventName: SubjectForgottenEvent, EventVersion: 1, Payload: payload, Metadata: md, OccurredAt: at}},
 	}}})
 	if errors.Is(err, ErrConcurrencyConflict) {
 		return 0, true, nil

@@ -23,8 +23,10 @@ type Config struct {
 	Store EventStore
 	// Registry maps names to types. Required.
 	Registry *Registry
-	// Clock returns the current time, stamped on saved events (UTC,
-	// microseconds). Default: time.Now.
+	// Clock returns the current time, given to saved events (UTC,
+	// microseconds); the store keeps it unless the log already holds a
+	// later time, which the events then get (see StampTimes). Default:
+	// time.Now.
 	Clock func() time.Time
 	// NewID returns a new event ID; it must return UUIDs. Default: UUIDv7.
 	NewID func() string
@@ -259,6 +261,9 @@ func (r *Repository) save(ctx context.Context, aggs []Aggregate, idem *Idempoten
 	}
 	for i := range published {
 		published[i].Position = res.Positions[i]
+		if i < len(res.OccurredAt) {
+			published[i].OccurredAt = res.OccurredAt[i]
+		}
 	}
 	return r.cfg.Publisher.Publish(withoutUnitOfWork(ctx), published)
 }
@@ -436,7 +441,10 @@ func (r *Repository) snapshotOf(ctx context.Context, def *aggregateDef, a Aggreg
 // value loads the current state.
 type LoadOptions struct {
 	// At, when set, rebuilds the aggregate as it was at that moment: from
-	// the events that occurred at or before it.
+	// the events that occurred at or before it. Stored times follow the
+	// log (see StampTimes), so the answer for a time t never changes once
+	// the log holds an event later than t; snapshots, Events and a replay
+	// give the same answer.
 	At time.Time
 	// Version, when positive, rebuilds the aggregate as it was at that
 	// stream version.
@@ -477,20 +485,23 @@ func Load[A Aggregate](ctx context.Context, r *Repository, id string) (A, error)
 
 // LoadAt rebuilds the aggregate as it was at time t: from the events that
 // occurred at or before t. It returns an error matching
-// ErrAggregateNotFound when the aggregate did not exist yet at t.
+// ErrAggregateNotFound when the aggregate did not exist yet at t, and
+// ErrInvalidArgument, before any I/O, when t is zero.
 func LoadAt[A Aggregate](ctx context.Context, r *Repository, id string, t time.Time) (A, error) {
 	if t.IsZero() {
 		var zero A
-		return zero, errors.New("flux: LoadAt: time is zero; use Load for the current state")
+		return zero, errorf(ErrInvalidArgument, "LoadAt of stream %q: the time is zero; use Load for the current state", id)
 	}
 	return loadAs[A](ctx, r, id, LoadOptions{At: t})
 }
 
 // LoadVersion rebuilds the aggregate as it was at stream version v (>= 1).
+// A version below 1 gives an error matching ErrInvalidArgument, before any
+// I/O.
 func LoadVersion[A Aggregate](ctx context.Context, r *Repository, id string, v int64) (A, error) {
 	if v < 1 {
 		var zero A
-		return zero, fmt.Errorf("flux: LoadVersion: version %d, want >= 1", v)
+		return zero, errorf(ErrInvalidArgument, "LoadVersion of stream %q: version %d, want >= 1 (the first event is version 1)", id, v)
 	}
 	return loadAs[A](ctx, r, id, LoadOptions{Version: v})
 }
@@ -720,7 +731,9 @@ type EventsOptions struct {
 	Types []any
 	// Names keeps only events with these registered names.
 	Names []string
-	// Since and Until bound the occurred-at time, inclusive.
+	// Since and Until bound the occurred-at time, inclusive. Until ends
+	// the stream at its first later event, so Events with Until: t yields
+	// exactly the events LoadAt(t) applies.
 	Since, Until time.Time
 	// FromVersion and ToVersion bound the stream version, inclusive.
 	FromVersion, ToVersion int64
@@ -746,9 +759,25 @@ func (r *Repository) Events(ctx context.Context, streamID string, opts *EventsOp
 		}
 		read := ReadStreamOptions{
 			FromVersion: opts.FromVersion, ToVersion: opts.ToVersion,
-			Since: opts.Since, Until: opts.Until, EventNames: names,
+			Since: opts.Since, EventNames: names,
 		}
-		r.decodeAll(ctx, r.store.ReadStream(ctx, streamID, read), yield)
+		records := r.store.ReadStream(ctx, streamID, read)
+		if until := opts.Until; !until.IsZero() {
+			// History is a prefix, as for LoadAt: stop at the first later
+			// event (the same thing once times follow the log, and the
+			// same answer as LoadAt for events stored before they did).
+			records = func(yield func(Record, error) bool) {
+				for rec, err := range r.store.ReadStream(ctx, streamID, read) {
+					if err == nil && rec.OccurredAt.After(until) {
+						return
+					}
+					if !yield(rec, err) {
+						return
+					}
+				}
+			}
+		}
+		r.decodeAll(ctx, records, yield)
 	}
 }
 

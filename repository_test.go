@@ -93,11 +93,13 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := flux.Load[*Other](ctx, repo, "u1"); !errors.Is(err, flux.ErrUnknownAggregate) {
 		t.Fatalf("unregistered type: err = %v", err)
 	}
-	if _, err := flux.LoadAt[*User](ctx, repo, "u1", time.Time{}); err == nil {
-		t.Fatal("LoadAt with a zero time succeeded")
+	if _, err := flux.LoadAt[*User](ctx, repo, "u1", time.Time{}); !errors.Is(err, flux.ErrInvalidArgument) || !strings.Contains(err.Error(), `"u1"`) {
+		t.Fatalf("LoadAt with a zero time: err = %v, want flux.ErrInvalidArgument naming the stream", err)
 	}
-	if _, err := flux.LoadVersion[*User](ctx, repo, "u1", 0); err == nil {
-		t.Fatal("LoadVersion(0) succeeded")
+	for _, v := range []int64{0, -1} {
+		if _, err := flux.LoadVersion[*User](ctx, repo, "u1", v); !errors.Is(err, flux.ErrInvalidArgument) || !strings.Contains(err.Error(), `"u1"`) {
+			t.Fatalf("LoadVersion(%d): err = %v, want flux.ErrInvalidArgument naming the stream", v, err)
+		}
 	}
 
 	// A stream written under another aggregate type.

@@ -77,6 +77,8 @@ type Record struct {
 	// Metadata carries request, correlation and causation IDs and free keys.
 	Metadata Metadata
 	// OccurredAt is when the event was saved, UTC, microsecond precision.
+	// Times never decrease along the global log, and so never within a
+	// stream (see StampTimes).
 	OccurredAt time.Time
 }
 
@@ -99,7 +101,17 @@ type Metadata struct {
 }
 
 // ExpectedVersion is what a writer believes a stream's version to be. Use a
-// positive version for "exactly this", NoStream or Any.
+// positive version for "exactly this", NoStream, StreamExists or Any.
+//
+// Outcome of an append by expectation and stream state (pinned for every
+// backend by storetest):
+//
+//	expected       absent stream            stream at version v
+//	Any            appended from version 1  appended from v+1
+//	NoStream       appended from version 1  *ConflictError (actual v)
+//	StreamExists   *ConflictError (actual 0) appended from v+1
+//	n (n >= 1)     *ConflictError (actual 0) appended from v+1 when n == v,
+//	                                         else *ConflictError (actual v)
 type ExpectedVersion int64
 
 const (
@@ -107,6 +119,9 @@ const (
 	Any ExpectedVersion = -1
 	// NoStream requires that the stream has no events yet.
 	NoStream ExpectedVersion = 0
+	// StreamExists requires that the stream has at least one event, at
+	// whatever version: append after it.
+	StreamExists ExpectedVersion = -2
 )
 
 func (v ExpectedVersion) String() string {
@@ -115,6 +130,8 @@ func (v ExpectedVersion) String() string {
 		return "any"
 	case v == NoStream:
 		return "0 (no stream)"
+	case v == StreamExists:
+		return ">= 1 (stream exists)"
 	default:
 		return strconv.FormatInt(int64(v), 10)
 	}
@@ -273,6 +290,10 @@ type AppendResult struct {
 	Positions []int64
 	// Versions holds each stream's new version, in request order.
 	Versions []int64
+	// OccurredAt holds the time every event was stored with, in request
+	// order like Positions (see StampTimes): the time it was given, or
+	// later when the log already held a later one.
+	OccurredAt []time.Time
 }
 
 // ReadStreamOptions filter ReadStream. The zero value reads everything.
@@ -315,6 +336,10 @@ const (
 	// DefaultMaxEventSize is the default limit on one encoded payload:
 	// 4 MiB. Backends let their configuration change it.
 	DefaultMaxEventSize = 4 << 20
+	// MaxJSONDepth is the deepest nesting of arrays and objects a payload
+	// or snapshot may have: MariaDB's JSON columns refuse deeper
+	// documents, so every backend does, before any I/O.
+	MaxJSONDepth = 31
 )
 
 // DefaultRequestID is stored as the request ID of events saved without one,
@@ -378,6 +403,9 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 		case !json.Valid(sn.Data) || !utf8.Valid(sn.Data):
 			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data is not valid JSON in UTF-8", sn.StreamID, sn.Version)
 		}
+		if problem := jsonLimits(sn.Data); problem != "" {
+			return errorf(ErrInvalidAppend, "snapshot of stream %q version %d: data %s", sn.StreamID, sn.Version, problem)
+		}
 	}
 	seen := make(map[string]struct{}, len(req.Streams))
 	for i := range req.Streams {
@@ -392,8 +420,8 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 		if err := validateName("aggregate type", s.AggregateType); err != nil {
 			return fmt.Errorf("stream %q: %w", s.StreamID, err)
 		}
-		if s.Expected < Any {
-			return errorf(ErrInvalidAppend, "stream %q: expected version %d is negative; use flux.Any or flux.NoStream", s.StreamID, int64(s.Expected))
+		if s.Expected < StreamExists {
+			return errorf(ErrInvalidAppend, "stream %q: expected version %d is negative; use flux.Any, flux.NoStream or flux.StreamExists", s.StreamID, int64(s.Expected))
 		}
 		if len(s.Events) == 0 {
 			return errorf(ErrInvalidAppend, "stream %q has no events to append", s.StreamID)
@@ -414,6 +442,9 @@ func ValidateAppend(req *AppendRequest, maxEventSize int) error {
 			}
 			if !json.Valid(e.Payload) || !utf8.Valid(e.Payload) {
 				return errorf(ErrInvalidAppend, "stream %q event %s: payload is not valid JSON in UTF-8", s.StreamID, e.EventName)
+			}
+			if problem := jsonLimits(e.Payload); problem != "" {
+				return errorf(ErrInvalidAppend, "stream %q event %s (ID %s): payload %s", s.StreamID, e.EventName, e.EventID, problem)
 			}
 			if err := validateMetadata(&e.Metadata); err != nil {
 				return fmt.Errorf("stream %q event %s: %w", s.StreamID, e.EventName, err)
@@ -466,9 +497,63 @@ func textOK(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune
 // Accepts reports whether a stream currently at version actual accepts an
 // append that expects v.
 func (v ExpectedVersion) Accepts(actual int64) bool {
-	return v == Any || int64(v) == actual
+	return v == Any || v == StreamExists && actual > 0 || int64(v) == actual
 }
 
 // NormalizeTime returns t in UTC truncated to microseconds, the precision
 // every backend stores.
 func NormalizeTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// StampTimes sets the time every event of req is stored with, and returns
+// those times in request order. Backends call it inside the serialised
+// part of an append — after taking the log-head lock, before writing —
+// with prev, the time of the last event in the log (zero when the log is
+// empty), so that time order is log order: times never decrease along the
+// global log, and so never within a stream.
+//
+// Each event is stored at the later of the time it was given (the
+// writer's clock) and the time stored before it. An event given an
+// earlier time than the log's last — a writer whose clock is behind, or
+// one that read the clock before it waited for the lock — is stored at the
+// log's last time. A snapshot written with events of its stream gets the
+// stored time of the stream's last event of req, the event at the
+// snapshot's version.
+//
+// StampTimes copies the slices it changes, so the caller's request is
+// left alone; it does not validate req (call ValidateAppend first).
+func StampTimes(req *AppendRequest, prev time.Time) []time.Time {
+	n := 0
+	for i := range req.Streams {
+		n += len(req.Streams[i].Events)
+	}
+	times := make([]time.Time, 0, n)
+	last := NormalizeTime(prev)
+	streams := make([]StreamAppend, len(req.Streams))
+	for i, st := range req.Streams {
+		evs := make([]EventData, len(st.Events))
+		for j, e := range st.Events {
+			if at := NormalizeTime(e.OccurredAt); at.After(last) {
+				last = at
+			}
+			e.OccurredAt = last
+			evs[j] = e
+			times = append(times, last)
+		}
+		st.Events = evs
+		streams[i] = st
+	}
+	req.Streams = streams
+	if len(req.Snapshots) > 0 {
+		snaps := make([]SnapshotWrite, len(req.Snapshots))
+		for i, w := range req.Snapshots {
+			for _, st := range req.Streams {
+				if st.StreamID == w.StreamID && len(st.Events) > 0 {
+					w.CreatedAt = st.Events[len(st.Events)-1].OccurredAt
+				}
+			}
+			snaps[i] = w
+		}
+		req.Snapshots = snaps
+	}
+	return times
+}

@@ -3,7 +3,7 @@ module github.com/fluxcapacitor/flux/fluxotel
 go 1.26.0
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/otlptranslator v1.0.0
 	go.opentelemetry.io/otel v1.47.0
@@ -27,6 +27,7 @@ require (
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 

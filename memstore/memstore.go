@@ -100,6 +100,10 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	s.mu.RLock()
 	closed := s.closed
 	next := int64(len(s.log)) + 1
+	var prev time.Time // the log's last time, read under writeSem
+	if len(s.log) > 0 {
+		prev = s.log[len(s.log)-1].OccurredAt
+	}
 	var conflict error
 	if k := req.Idempotency; k != nil {
 		if first, dup := s.idempotency[k.Key]; dup {
@@ -127,7 +131,7 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	}
 
 	var recs []flux.Record
-	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
+	res := flux.AppendResult{Versions: make([]int64, len(req.Streams)), OccurredAt: flux.StampTimes(&req, prev)}
 	for i, st := range req.Streams {
 		v := versions[i]
 		for _, e := range st.Events {
@@ -245,7 +249,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("memstore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: memstore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -428,14 +432,19 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, nil
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: the checkpoint
+// moves only from where cp.Supersedes says it is.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return flux.ErrStoreClosed
 	}
-	cp.UpdatedAt = flux.NormalizeTime(cp.UpdatedAt)
+	stored := s.checkpoints[cp.Name].Position
+	if cp.Supersedes != projection.AnyPosition && stored != cp.Supersedes {
+		return &projection.CheckpointBehindError{Name: cp.Name, Supersedes: cp.Supersedes, Position: cp.Position, Stored: stored}
+	}
+	cp.UpdatedAt, cp.Supersedes = flux.NormalizeTime(cp.UpdatedAt), 0
 	s.checkpoints[cp.Name] = cp
 	return nil
 }

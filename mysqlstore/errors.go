@@ -93,8 +93,9 @@ func retryable(err error) bool { return mysqlErrno(err) == erLockDeadlock }
 //     saying the connection was lost and, for writes, that the transaction
 //     was rolled back;
 //   - no connection could be opened: flux.ErrStoreUnavailable;
-//   - deadlocks and lock wait timeouts that survived the retries,
-//     too many connections, a read-only server: flux.ErrStoreUnavailable;
+//   - deadlocks that survived the retries and lock wait timeouts:
+//     flux.ErrTransient, which RetryOnConflict retries;
+//   - too many connections, a read-only server: flux.ErrStoreUnavailable;
 //   - missing tables or columns: a message saying to run Migrate.
 //
 // Duplicate keys are interpreted where they happen, with the context
@@ -124,10 +125,10 @@ func interpretError(op string, write bool, err error) error {
 	}
 	switch mysqlErrno(err) {
 	case erLockDeadlock:
-		return fmt.Errorf("%w: mysqlstore: %s: chosen as a deadlock victim repeatedly%s; retry: %w", errUnavailable, op, rolledBack, err)
+		return fmt.Errorf("%w: mysqlstore: %s: chosen as a deadlock victim repeatedly%s; run it again: %w", flux.ErrTransient, op, rolledBack, err)
 	case erLockWaitTimeout:
-		return fmt.Errorf("%w: mysqlstore: %s: timed out waiting for a row lock (innodb_lock_wait_timeout); another transaction held it, for an append usually another append holding the log head%s; retry: %w",
-			errUnavailable, op, rolledBack, err)
+		return fmt.Errorf("%w: mysqlstore: %s: timed out waiting for a row lock (innodb_lock_wait_timeout); another transaction held it, for an append usually another append holding the log head%s; run it again: %w",
+			flux.ErrTransient, op, rolledBack, err)
 	case erQueryInterrupted:
 		return fmt.Errorf("%w: mysqlstore: %s: the statement was interrupted (KILL QUERY, or the server is shutting down)%s; retry: %w", errUnavailable, op, rolledBack, err)
 	case erTooManyConnections, erUserConnections:
@@ -177,5 +178,5 @@ func isFluxError(err error) bool {
 		ie *flux.IdempotencyError
 	)
 	return errors.As(err, &ce) || errors.As(err, &ie) || errors.Is(err, flux.ErrStoreClosed) ||
-		errors.Is(err, flux.ErrStoreUnavailable) || errors.Is(err, flux.ErrInvalidAppend)
+		errors.Is(err, flux.ErrStoreUnavailable) || errors.Is(err, flux.ErrInvalidAppend) || errors.Is(err, flux.ErrTransient)
 }

@@ -138,7 +138,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("mysqlstore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: mysqlstore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	return s.execCount(ctx, "prune snapshots", `DELETE s FROM aggregate_snapshots AS s JOIN (
 		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY aggregate_id ORDER BY version DESC) AS n FROM aggregate_snapshots) AS ranked
@@ -471,13 +471,18 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, nil
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: the checkpoint
+// row is locked and moved only if it is at cp.Supersedes, in a
+// transaction (as ProjectTx, without a read-model write).
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
 	if err := checkName("checkpoint name", cp.Name); err != nil {
 		return err
+	}
+	if cp.Supersedes != projection.AnyPosition {
+		return s.ProjectTx(ctx, cp.Supersedes, cp, nil)
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 		ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at)`, cp.Name, cp.Position, formatTime(cp.UpdatedAt))

@@ -162,6 +162,11 @@ var _ flux.EventStore = (*Store)(nil)
 //   - checkConnLiveness=true: connections the server dropped (a restart)
 //     are found and replaced before use.
 //
+// Whatever isolation level the DSN (transaction_isolation, tx_isolation)
+// or the server's default sets, every session Open creates runs at
+// REPEATABLE READ (see isolation.go): at READ UNCOMMITTED a subscription
+// could read events of appends that later roll back.
+//
 // Open creates two pools on the DSN. Appends run on the second, whose
 // connections also set autocommit=0 and multiStatements=true: the head
 // UPDATE starts the transaction, and the usual save of one aggregate
@@ -182,21 +187,21 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysqlstore: DSN: %w", err)
-	}
 	wcfg := cfg.Clone()
 	if wcfg.Params == nil {
 		wcfg.Params = map[string]string{}
 	}
 	wcfg.Params["autocommit"] = "0"
 	wcfg.MultiStatements = true
-	wconnector, err := mysql.NewConnector(wcfg)
+	db, err := openPool(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("mysqlstore: DSN: %w", err)
+		return nil, err
 	}
-	db, wdb := sql.OpenDB(connector), sql.OpenDB(wconnector)
+	wdb, err := openPool(wcfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	for _, p := range []*sql.DB{db, wdb} {
 		p.SetMaxOpenConns(o.MaxOpenConns)
 		p.SetMaxIdleConns(o.MaxOpenConns)
@@ -244,6 +249,11 @@ func driverConfig(dsn string, o Options) (*mysql.Config, error) {
 // use utf8mb4. For speed, open the pool with interpolateParams=true (see
 // Open): without it every statement with arguments costs the driver three
 // round trips.
+//
+// New cannot change the isolation level of the caller's sessions: it
+// refuses a pool whose sessions run at READ UNCOMMITTED (set by the DSN or
+// the server's default), where a subscription could read events of appends
+// that later roll back.
 func New(ctx context.Context, db *sql.DB, opts *Options) (*Store, error) {
 	o := opts.withDefaults()
 	if err := o.validate(); err != nil {
@@ -274,6 +284,13 @@ func newStore(ctx context.Context, db *sql.DB, o Options, owned bool) (*Store, e
 			o.MaxEventSize, server, maxPacket, int64(o.MaxEventSize)+packetReserve)
 	}
 	s.stmtBudget = int(maxPacket - packetReserve)
+	level, err := isolationLevel(ctx, db)
+	if err != nil {
+		return nil, s.readError(ctx, "connect", err)
+	}
+	if strings.Contains(level, "UNCOMMITTED") {
+		return nil, fmt.Errorf("mysqlstore: the sessions of the pool run at isolation level %s, where readers see appends that have not committed (a subscription could skip events); remove transaction_isolation/tx_isolation from the DSN, or open the store with Open, which pins its sessions to REPEATABLE READ", level)
+	}
 	if !o.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			return nil, err
@@ -539,6 +556,15 @@ func (s *Store) write(ctx context.Context, tx *writeTx, req *flux.AppendRequest,
 			return res, errors.New("mysqlstore: append: the log head row is missing from flux_log_head; run Store.Migrate")
 		}
 		next = last - int64(n) + 1
+		// Times follow the log: read the log's last time under the head
+		// lock and stamp the events with it (flux.StampTimes).
+		var prev time.Time
+		if next > 1 {
+			if err := tx.QueryRowContext(ctx, `SELECT occurred_on FROM events WHERE id = ?`, next-1).Scan(utcTime{&prev}); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return res, err
+			}
+		}
+		res.OccurredAt = flux.StampTimes(req, prev)
 	}
 
 	if req.Idempotency != nil {
@@ -572,6 +598,11 @@ func (s *Store) write(ctx context.Context, tx *writeTx, req *flux.AppendRequest,
 		st := &req.Streams[i]
 		switch {
 		case st.Expected == flux.Any:
+			bases[i] = current[i]
+		case st.Expected == flux.StreamExists:
+			if current[i] == 0 {
+				return res, &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: 0}
+			}
 			bases[i] = current[i]
 		case st.Expected > 0 && !checkInInsert[i]:
 			// Also rejects an expectation beyond the stream's version,
@@ -639,6 +670,9 @@ func totalEvents(req *flux.AppendRequest) int {
 // UPDATE of a batch of n = batchN events left.
 func insertStatement(b *strings.Builder, args []any, st *flux.StreamAppend, from, to int, base int64, exists bool, first int64, batchN int) []any {
 	row := "?,?,?,?,?,?,?,?,?,?,?,?"
+	if batchN > 0 { // the log's last time is in @flux_prev (see writeBatched)
+		row = "?,?,?,?,?,?,?,GREATEST(CAST(? AS DATETIME(6)), CAST(@flux_prev AS DATETIME(6))),?,?,?,?"
+	}
 	b.WriteString("INSERT INTO events ")
 	b.WriteString(insertColumns)
 	for j := from; j < to; j++ {
@@ -685,7 +719,7 @@ func (s *Store) batchable(req *flux.AppendRequest, chunks []chunk) bool {
 		return false
 	}
 	st := &req.Streams[0]
-	if st.Expected == flux.Any {
+	if st.Expected < flux.NoStream { // Any, StreamExists
 		return false
 	}
 	size := 0
@@ -717,11 +751,14 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	exact := st.Expected > 0
 	var b strings.Builder
 	fmt.Fprintf(&b, "UPDATE flux_log_head SET position = LAST_INSERT_ID(position + %d) WHERE id = 1;", n)
+	// Times follow the log: the INSERTs store the later of each event's
+	// time and the log's last time, read here under the head lock.
+	fmt.Fprintf(&b, "SET @flux_prev = IFNULL((SELECT occurred_on FROM events WHERE id = LAST_INSERT_ID() - %d), '1000-01-01');", n)
 	args := make([]any, 0, 13*n+2)
-	want := []int64{1, int64(n)} // rows affected by each statement
+	want := []int64{1, 0, int64(n)} // rows affected by each statement
 	if exact {
 		args = insertStatement(&b, args, st, 0, 1, base, true, 0, n)
-		want[1] = 1
+		want[2] = 1
 		if n > 1 {
 			b.WriteByte(';')
 			args = insertStatement(&b, args, st, 1, n, base, false, 0, n)
@@ -730,6 +767,12 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	} else {
 		args = insertStatement(&b, args, st, 0, n, base, false, 0, n)
 	}
+	// Hand the log's last time back in this round trip: an UPDATE that
+	// changes nothing reports LAST_INSERT_ID(expr) as its insert ID (SET
+	// and DO do not), here the time in microseconds since 1970 (0 for an
+	// empty log). Its affected-rows count is not checked.
+	b.WriteString(";UPDATE flux_log_head SET position = position + 0 * LAST_INSERT_ID(GREATEST(0, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', CAST(@flux_prev AS DATETIME(6))))) WHERE id = 1")
+	want = append(want, -1)
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
@@ -760,10 +803,14 @@ func (s *Store) writeBatched(ctx context.Context, tx *writeTx, req *flux.AppendR
 	if len(affected) != len(want) || affected[0] != 1 || ids[0] < int64(n) {
 		return flux.AppendResult{}, errors.New("mysqlstore: append: the log head row is missing from flux_log_head; run Store.Migrate")
 	}
-	if affected[1] != want[1] { // the stream has no event at the expected version
+	if affected[2] != want[2] { // the stream has no event at the expected version
 		return flux.AppendResult{}, s.conflict(ctx, tx, st, base)
 	}
-	res := flux.AppendResult{Positions: make([]int64, n), Versions: []int64{base + int64(n)}}
+	var prev time.Time
+	if us := ids[len(ids)-1]; us > 0 {
+		prev = time.UnixMicro(us).UTC()
+	}
+	res := flux.AppendResult{Positions: make([]int64, n), Versions: []int64{base + int64(n)}, OccurredAt: flux.StampTimes(req, prev)}
 	for i := range res.Positions {
 		res.Positions[i] = ids[0] - int64(n) + 1 + int64(i)
 	}

@@ -568,7 +568,8 @@ func TestLostConnectionIsReported(t *testing.T) {
 }
 
 // An append that waits for the log head longer than
-// innodb_lock_wait_timeout gives ErrStoreUnavailable naming the lock.
+// innodb_lock_wait_timeout gives ErrTransient (RetryOnConflict retries it)
+// naming the lock.
 func TestLockWaitTimeoutIsReported(t *testing.T) {
 	t.Parallel()
 	dsn := mysqlstore.NewTestDatabase(t)
@@ -593,8 +594,8 @@ func TestLockWaitTimeoutIsReported(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(err, flux.ErrStoreUnavailable) || !strings.Contains(err.Error(), "innodb_lock_wait_timeout") {
-		t.Fatalf("err = %v, want ErrStoreUnavailable naming innodb_lock_wait_timeout", err)
+	if !errors.Is(err, flux.ErrTransient) || !strings.Contains(err.Error(), "innodb_lock_wait_timeout") {
+		t.Fatalf("err = %v, want ErrTransient naming innodb_lock_wait_timeout", err)
 	}
 	if n := len(readStream(t, s2, "waiter")); n != 0 {
 		t.Fatalf("the timed-out append wrote %d events", n)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/projection"
@@ -15,18 +14,6 @@ var (
 	_ projection.Waker            = (*Store)(nil)
 )
 
-// errMoved marks a checkpoint found elsewhere than from.
-type errMoved struct {
-	name string
-	from int64
-}
-
-func (e errMoved) Error() string {
-	return fmt.Sprintf("%v: projection %q is no longer at position %d", projection.ErrCheckpointMoved, e.name, e.from)
-}
-
-func (e errMoved) Is(target error) bool { return target == projection.ErrCheckpointMoved }
-
 // ProjectTx implements projection.TxStore: fn writes the read model in the
 // same transaction that moves the checkpoint, so a projection whose read
 // model lives in this database applies every event exactly once.
@@ -34,7 +21,8 @@ func (e errMoved) Is(target error) bool { return target == projection.ErrCheckpo
 // The checkpoint row is locked first (SELECT ... FOR UPDATE; a first
 // checkpoint is inserted), so of several runners starting from the same
 // position one moves it and the others, once it commits, find it moved
-// (projection.ErrCheckpointMoved) before fn runs. A runner that InnoDB
+// (a *projection.CheckpointBehindError, matching
+// projection.ErrCheckpointMoved) before fn runs. A runner that InnoDB
 // picks as a deadlock victim before fn runs starts over
 // (Options.DeadlockRetries); fn's own errors are returned as they are.
 //
@@ -71,23 +59,24 @@ func (s *Store) projectOnce(ctx context.Context, from int64, cp projection.Check
 	}
 	defer tx.Rollback()
 	if err := moveCheckpoint(ctx, tx, from, cp); err != nil {
-		var moved errMoved
-		if errors.As(err, &moved) {
-			return false, moved
+		if behind, ok := errors.AsType[*projection.CheckpointBehindError](err); ok {
+			return false, behind
 		}
 		if retryable(err) {
 			return true, err
 		}
 		return false, s.writeError(ctx, op, err)
 	}
-	if err := fn(ctx, tx); err != nil {
-		return false, err
+	if fn != nil {
+		if err := fn(ctx, tx); err != nil {
+			return false, err
+		}
 	}
 	return false, s.writeError(ctx, op, tx.Commit())
 }
 
 // moveCheckpoint moves cp.Name from position from to cp.Position inside
-// tx, or returns errMoved.
+// tx, or returns a *projection.CheckpointBehindError.
 func moveCheckpoint(ctx context.Context, tx *sql.Tx, from int64, cp projection.Checkpoint) error {
 	if from == 0 {
 		// A first checkpoint is inserted. Runners racing to insert it
@@ -105,11 +94,11 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, from int64, cp projection.C
 		err = tx.QueryRowContext(ctx, `SELECT position FROM projection_checkpoints WHERE name = ?`, cp.Name).Scan(&at)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return errMoved{cp.Name, from}
+			return behind(from, cp, 0)
 		case err != nil:
 			return err
 		case at != 0:
-			return errMoved{cp.Name, from}
+			return behind(from, cp, at)
 		}
 	}
 	// The checkpoint exists: lock it (a record lock, released at commit)
@@ -118,15 +107,19 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, from int64, cp projection.C
 	err := tx.QueryRowContext(ctx, `SELECT position FROM projection_checkpoints WHERE name = ? FOR UPDATE`, cp.Name).Scan(&at)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return errMoved{cp.Name, from}
+		return behind(from, cp, 0)
 	case err != nil:
 		return err
 	case at != from:
-		return errMoved{cp.Name, from}
+		return behind(from, cp, at)
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = ?, updated_at = ? WHERE name = ?`,
 		cp.Position, formatTime(cp.UpdatedAt), cp.Name)
 	return err
+}
+
+func behind(from int64, cp projection.Checkpoint, stored int64) error {
+	return &projection.CheckpointBehindError{Name: cp.Name, Supersedes: from, Position: cp.Position, Stored: stored}
 }
 
 // Wake implements projection.Waker for subscriptions in this process: the

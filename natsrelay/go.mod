@@ -3,7 +3,7 @@ module github.com/fluxcapacitor/flux/natsrelay
 go 1.26.0
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
 	github.com/nats-io/nats.go v1.55.0
 )
 
@@ -13,6 +13,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 )
 
 replace github.com/fluxcapacitor/flux => ../

@@ -330,7 +330,7 @@ func (r *Relay) ApplyBatch(ctx context.Context, events []flux.Envelope, from, to
 			return r.publishError(&events[i].Record, f.Msg().Subject, from, ctx.Err())
 		}
 	}
-	cp := projection.Checkpoint{Name: r.cfg.Name, Position: to, UpdatedAt: r.cfg.Clock()}
+	cp := projection.Checkpoint{Name: r.cfg.Name, Position: to, Supersedes: from, UpdatedAt: r.cfg.Clock()}
 	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, cp); err != nil {
 		return fmt.Errorf("natsrelay %q: JetStream acknowledged positions %d to %d, but saving the checkpoint failed: %w; checkpoint not advanced (stays at %d), the batch will be published again and deduplicated", r.cfg.Name, from+1, to, err, from)
 	}

@@ -17,7 +17,10 @@
 // store's tables; every statement qualifies them with it, so one database
 // can hold independent stores (tenants, tests). Options.MaxEventSize
 // (default flux.DefaultMaxEventSize, 4 MiB) bounds one payload.
-// Options.SkipMigrate (default false) stops Open and New from migrating;
+// Options.MaxAppendConns (default half the pool, at least 1) bounds the
+// connections appends hold while they queue on the log head, so reads
+// always find a connection. Options.SkipMigrate (default false) stops Open
+// and New from migrating;
 // Options.Logger (default: discard) hears about the LISTEN connection and
 // about appends found committed after their COMMIT lost its connection.
 //
@@ -42,11 +45,12 @@
 //   - log_head: one row, the highest position handed out.
 //
 // JSONB normalises whitespace and key order, and cannot store every valid
-// JSON text: it refuses the escape \u0000 and unpaired UTF-16 surrogates. A
-// payload or snapshot holding them keeps an exact copy in a json column
-// beside the jsonb one (which then holds U+FFFD in their place, for
-// queries), and reads return the exact copy, so every payload reads back
-// with the meaning it was written with. A number beyond the range of
+// JSON text: it refuses the escape \u0000 (and unpaired UTF-16 surrogates,
+// which flux.ValidateAppend refuses on every backend, as it refuses nesting
+// deeper than flux.MaxJSONDepth). A payload or snapshot holding \u0000
+// keeps an exact copy in a json column beside the jsonb one (which then
+// holds U+FFFD in its place, for queries), and reads return the exact copy,
+// so every payload reads back with the meaning it was written with. A number beyond the range of
 // PostgreSQL's numeric type is refused with flux.ErrInvalidAppend naming
 // the stream, and so is text PostgreSQL cannot store at all — a NUL
 // character or invalid UTF-8 in names, metadata or keys — before any I/O.
@@ -61,7 +65,15 @@
 // releases the lock. Positions are therefore handed out in commit order and
 // stay dense, so a reader that resumes after the last position it saw
 // (ReadAll with After) never skips an event, and Head minus a checkpoint is
-// exactly the number of events still to read. Readers take no lock.
+// exactly the number of events still to read. Readers take no lock, and
+// since appends hold at most Options.MaxAppendConns connections, readers
+// keep answering while appends queue.
+//
+// Every transaction begins at READ COMMITTED, whatever the session's
+// default_transaction_isolation: the waiting append must read the head its
+// predecessor committed. A serialization failure or deadlock the server
+// reports anyway (40001, 40P01; with other programs' transactions) is
+// returned as flux.ErrTransient, which flux.RetryOnConflict retries.
 //
 // The price is that appends do not overlap: total append throughput is
 // bounded by one append's latency, dominated by its commit (one WAL flush),

@@ -20,7 +20,20 @@ const (
 	uniqueViolation = "23505"
 	queryCanceled   = "57014"
 	undefinedTable  = "42P01"
+
+	serializationFailure = "40001"
+	deadlockDetected     = "40P01"
+	lockNotAvailable     = "55P03"
 )
+
+// beginReadCommitted starts every transaction of the store. The log-head
+// design (see Append) needs READ COMMITTED: a waiting append must read the
+// head as the append before it committed it. At REPEATABLE READ or
+// SERIALIZABLE — a session default that hardened servers and roles set
+// with default_transaction_isolation — the waiting append fails with a
+// serialization failure instead. Reads are single statements, which see
+// one snapshot at every level.
+const beginReadCommitted = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 // What became of a failed write, as the error message states it.
 const (
@@ -56,6 +69,9 @@ func (s *Store) fail(ctx context.Context, op string, err error, outcome string) 
 //   - a lost connection (server shutdown 57P01-57P03, class 08, EOF, reset,
 //     network errors, pgconn.SafeToRetry) or an unreachable server gives an
 //     error matching flux.ErrStoreUnavailable that says so;
+//   - a serialization failure (40001), deadlock (40P01) or lock that
+//     could not be taken (55P03) gives an error matching flux.ErrTransient,
+//     which RetryOnConflict retries;
 //   - a pool closed under the store gives flux.ErrStoreClosed.
 //
 // Conflicts and duplicate keys (unique violations) are recognised by the
@@ -87,6 +103,9 @@ func interpretError(ctx context.Context, op string, err error, outcome string) e
 			// memory, I/O error.
 			return fmt.Errorf("%w: pgstore: %s: PostgreSQL cannot serve requests now (%s)%s; retry later: %w",
 				flux.ErrStoreUnavailable, op, pgErr.Message, after, err)
+		case code == serializationFailure || code == deadlockDetected || code == lockNotAvailable:
+			return fmt.Errorf("%w: pgstore: %s: PostgreSQL aborted the transaction (%s)%s; run it again: %w",
+				flux.ErrTransient, op, pgErr.Message, after, err)
 		case code == queryCanceled:
 			return fmt.Errorf("pgstore: %s: the server cancelled the statement (statement_timeout or an administrator)%s: %w", op, after, err)
 		case code == undefinedTable:
@@ -120,14 +139,17 @@ func lostConnection(err error) bool {
 	return false
 }
 
-// begin starts a transaction. A pooled connection that the server closed
+// readCommitted is every transaction's options: see beginReadCommitted.
+var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
+// begin starts a transaction at READ COMMITTED. A pooled connection that the server closed
 // while it sat idle (a server restart, an idle-session timeout) fails on
 // first use, and pgxpool checks only connections idle for over a second;
 // begin then tries again on another connection, since nothing has run yet.
 func (s *Store) begin(ctx context.Context) (pgx.Tx, error) {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.pool.BeginTx(ctx, readCommitted)
 	for retries := s.staleRetries(); err != nil && retries > 0 && s.stale(ctx, err); retries-- {
-		tx, err = s.pool.Begin(ctx)
+		tx, err = s.pool.BeginTx(ctx, readCommitted)
 	}
 	return tx, err
 }

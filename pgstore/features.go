@@ -41,7 +41,7 @@ func (s *Store) LoadSnapshot(ctx context.Context, streamID string, q flux.Snapsh
 	b.WriteString(` ORDER BY version DESC LIMIT 1`)
 	sn := flux.Snapshot{StreamID: streamID}
 	var data, exact []byte
-	err := s.pool.QueryRow(ctx, b.String(), p.args...).Scan(&sn.AggregateType, &sn.Version, &sn.SchemaVersion, &data, &exact, &sn.CreatedAt)
+	err := s.reader().QueryRow(ctx, b.String(), p.args...).Scan(&sn.AggregateType, &sn.Version, &sn.SchemaVersion, &data, &exact, &sn.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flux.Snapshot{}, false, nil
 	}
@@ -70,7 +70,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 			query += ` WHERE aggregate_type = $1`
 			args = append(args, aggregateType)
 		}
-		rows, err := s.pool.Query(ctx, query+` ORDER BY aggregate_id, version`, args...)
+		rows, err := s.query(ctx, query+` ORDER BY aggregate_id, version`, args...)
 		if err != nil {
 			yield(flux.SnapshotInfo{}, s.fail(ctx, "list snapshots", err, ""))
 			return
@@ -96,7 +96,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("pgstore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: pgstore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	table := s.q.table("aggregate_snapshots")
 	return s.execCount(ctx, "prune snapshots", `DELETE FROM `+table+` WHERE id IN (
@@ -140,7 +140,7 @@ func (s *Store) LookupIdempotency(ctx context.Context, key string) (flux.Idempot
 	if s.closed.Load() {
 		return flux.IdempotencyRecord{}, false, flux.ErrStoreClosed
 	}
-	rec, ok, err := lookupIdempotency(ctx, s.pool, s.q, key)
+	rec, ok, err := lookupIdempotency(ctx, s.reader(), s.q, key)
 	if err != nil {
 		return rec, false, s.fail(ctx, fmt.Sprintf("look up idempotency key %q", key), err, "")
 	}
@@ -178,7 +178,7 @@ func (s *Store) ListStreams(ctx context.Context, opts flux.ListStreamsOptions) i
 		if opts.Limit > 0 {
 			b.WriteString(` LIMIT ` + p.add(opts.Limit))
 		}
-		rows, err := s.pool.Query(ctx, b.String(), p.args...)
+		rows, err := s.query(ctx, b.String(), p.args...)
 		if err != nil {
 			yield(flux.StreamInfo{}, s.fail(ctx, "list streams", err, ""))
 			return
@@ -208,7 +208,7 @@ func (s *Store) Head(ctx context.Context) (int64, error) {
 		return 0, flux.ErrStoreClosed
 	}
 	var head int64
-	if err := s.pool.QueryRow(ctx, s.q.head).Scan(&head); err != nil {
+	if err := s.reader().QueryRow(ctx, s.q.head).Scan(&head); err != nil {
 		return 0, s.fail(ctx, "read head", err, "")
 	}
 	return head, nil
@@ -219,7 +219,7 @@ func (s *Store) LoadKey(ctx context.Context, subject string) (pii.StoredKey, err
 	if s.closed.Load() {
 		return pii.StoredKey{}, flux.ErrStoreClosed
 	}
-	k, err := s.loadKey(ctx, s.pool, subject)
+	k, err := s.loadKey(ctx, s.reader(), subject)
 	if err != nil && !errors.Is(err, pii.ErrKeyNotFound) && !errors.Is(err, pii.ErrForgotten) {
 		return k, s.fail(ctx, fmt.Sprintf("load key of %q", subject), err, "")
 	}
@@ -329,7 +329,7 @@ func (s *Store) Forgotten(ctx context.Context, subject string) (pii.Forgetting, 
 		return pii.Forgetting{}, false, flux.ErrStoreClosed
 	}
 	f := pii.Forgetting{Subject: subject}
-	err := s.pool.QueryRow(ctx, `SELECT forgotten_at, forgotten_by, reason FROM `+s.q.table("forgotten_subjects")+` WHERE user_id = $1`, subject).Scan(&f.At, &f.By, &f.Reason)
+	err := s.reader().QueryRow(ctx, `SELECT forgotten_at, forgotten_by, reason FROM `+s.q.table("forgotten_subjects")+` WHERE user_id = $1`, subject).Scan(&f.At, &f.By, &f.Reason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return pii.Forgetting{}, false, nil
 	}
@@ -410,7 +410,7 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 		return projection.Checkpoint{}, flux.ErrStoreClosed
 	}
 	cp := projection.Checkpoint{Name: name}
-	err := s.pool.QueryRow(ctx, `SELECT position, updated_at FROM `+s.q.table("projection_checkpoints")+` WHERE name = $1`, name).Scan(&cp.Position, &cp.UpdatedAt)
+	err := s.reader().QueryRow(ctx, `SELECT position, updated_at FROM `+s.q.table("projection_checkpoints")+` WHERE name = $1`, name).Scan(&cp.Position, &cp.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cp, nil
 	}
@@ -421,12 +421,27 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, nil
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: one conditional
+// statement moves the checkpoint only from cp.Supersedes.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
-	_, err := s.execCount(ctx, fmt.Sprintf("save checkpoint %q", cp.Name), `INSERT INTO `+s.q.table("projection_checkpoints")+` (name, position, updated_at) VALUES ($1, $2, $3)
+	op := fmt.Sprintf("save checkpoint %q", cp.Name)
+	if cp.Supersedes == projection.AnyPosition {
+		_, err := s.execCount(ctx, op, `INSERT INTO `+s.q.table("projection_checkpoints")+` (name, position, updated_at) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`,
-		cp.Name, cp.Position, flux.NormalizeTime(cp.UpdatedAt))
-	return err
+			cp.Name, cp.Position, flux.NormalizeTime(cp.UpdatedAt))
+		return err
+	}
+	if s.closed.Load() {
+		return flux.ErrStoreClosed
+	}
+	err := moveCheckpoint(ctx, s.pool, s.q.table("projection_checkpoints"), cp.Supersedes, cp)
+	if behind, ok := errors.AsType[*projection.CheckpointBehindError](err); ok {
+		return behind
+	}
+	if err != nil {
+		return s.fail(ctx, op, err, writeOutcome(err))
+	}
+	return nil
 }
 
 // ListCheckpoints implements projection.CheckpointStore.
@@ -434,7 +449,7 @@ func (s *Store) ListCheckpoints(ctx context.Context) ([]projection.Checkpoint, e
 	if s.closed.Load() {
 		return nil, flux.ErrStoreClosed
 	}
-	rows, err := s.pool.Query(ctx, `SELECT name, position, updated_at FROM `+s.q.table("projection_checkpoints")+` ORDER BY name`)
+	rows, err := s.query(ctx, `SELECT name, position, updated_at FROM `+s.q.table("projection_checkpoints")+` ORDER BY name`)
 	if err != nil {
 		return nil, s.fail(ctx, "list checkpoints", err, "")
 	}

@@ -43,6 +43,17 @@ type Options struct {
 	// exist".
 	SkipMigrate bool
 
+	// MaxAppendConns bounds how many of the pool's connections appends
+	// hold at once. Appends queue on the log head (see Append) while
+	// holding a connection; without a bound, one slow append and a queue
+	// of others take every connection, and reads (which take no lock)
+	// wait for a connection instead. Appends beyond the bound wait, before
+	// taking a connection, until one of the appends holding one finishes
+	// (or their context ends). Default: half the pool's MaxConns, at least
+	// 1; it must be below MaxConns when the pool has more than one
+	// connection, so reads always have one.
+	MaxAppendConns int
+
 	// Logger receives diagnostics: the LISTEN connection behind Wake lost
 	// and re-established, appends found committed after their COMMIT lost
 	// its connection. Default: discard.
@@ -76,6 +87,9 @@ func (o Options) validate() error {
 	case strings.HasPrefix(o.Schema, "pg_"):
 		errs = append(errs, fmt.Errorf("pgstore: Options.Schema %q: names starting with pg_ are reserved for PostgreSQL's system schemas", o.Schema))
 	}
+	if o.MaxAppendConns < 0 {
+		errs = append(errs, fmt.Errorf("pgstore: Options.MaxAppendConns %d is negative; use 0 for the default (half the pool)", o.MaxAppendConns))
+	}
 	return errors.Join(errs...)
 }
 
@@ -87,6 +101,8 @@ type Store struct {
 	opts    Options
 	q       queries
 	channel string // LISTEN/NOTIFY channel of this schema
+
+	appendSlots chan struct{} // one token per connection appends may hold (Options.MaxAppendConns)
 
 	appended wake.Broadcaster // signalled after appends commit (here or, via NOTIFY, anywhere)
 	listen   listener
@@ -161,7 +177,16 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 }
 
 func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error) {
-	s := &Store{pool: pool, opts: o, q: newQueries(o.Schema), channel: channelName(o.Schema)}
+	poolSize := int(pool.Config().MaxConns)
+	slots := o.MaxAppendConns
+	switch {
+	case slots == 0:
+		slots = max(poolSize/2, 1)
+	case poolSize > 1 && slots >= poolSize:
+		return nil, fmt.Errorf("pgstore: Options.MaxAppendConns is %d but the pool has %d connections: appends waiting on the log head could hold every one and stall reads; use at most %d, or 0 for the default (%d)",
+			slots, poolSize, poolSize-1, max(poolSize/2, 1))
+	}
+	s := &Store{pool: pool, opts: o, q: newQueries(o.Schema), channel: channelName(o.Schema), appendSlots: make(chan struct{}, slots)}
 	s.listen.store = s
 	if !o.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
@@ -224,7 +249,9 @@ func (s *Store) Close() error {
 // no longer share commit flushes and total append throughput is bounded by
 // one writer's commit latency (BenchmarkAppendConcurrent4 measures it next
 // to unserialised raw inserts). Readers never wait: the log is read with
-// plain MVCC snapshots and no lock.
+// plain MVCC snapshots and no lock, and appends hold at most
+// Options.MaxAppendConns of the pool's connections, so appends queued on
+// the head never take the connections readers need.
 //
 // # Optimistic concurrency
 //
@@ -268,18 +295,23 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	if err := ctx.Err(); err != nil {
 		return flux.AppendResult{}, fmt.Errorf("pgstore: append: %w; %s", err, nothingCommitted)
 	}
+	// Given times become a running maximum here; the INSERTs raise them to
+	// the log's last time after the head lock (see queries.insert).
+	flux.StampTimes(&req, time.Time{})
 
 	res, retry, err := s.appendOnce(ctx, &req)
-	if retry {
+	for retries := s.staleRetries(); retry && retries > 0; retries-- {
 		// The connection was dead before anything could commit (typically
-		// a pooled connection the server closed while it sat idle, as in a
-		// restart): run the append once more on another connection.
-		res2, _, err2 := s.appendOnce(ctx, &req)
+		// a pooled connection the server or a proxy closed while it sat
+		// idle, as in a restart): run the append again on another
+		// connection, up to once per connection of the pool.
+		res2, retry2, err2 := s.appendOnce(ctx, &req)
 		if err2 == nil || !errors.Is(err2, flux.ErrStoreUnavailable) {
 			return res2, err2
 		}
 		// Still unavailable: report the first failure, which says what
 		// happened to the append's connection.
+		retry = retry2
 	}
 	return res, err
 }
@@ -296,7 +328,7 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 	// idempotency key, one INSERT per stream, the snapshots. BEGIN travels
 	// with the rest: the whole append up to COMMIT is one round trip.
 	batch := &pgx.Batch{}
-	batch.Queue("BEGIN")
+	batch.Queue(beginReadCommitted)
 	if total > 0 {
 		batch.Queue(s.q.advanceHead, total, s.channel)
 	}
@@ -319,6 +351,14 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 		}
 	}
 
+	// Take an append slot before a connection (see Options.MaxAppendConns),
+	// so appends queued on the log head leave connections to readers.
+	select {
+	case s.appendSlots <- struct{}{}:
+		defer func() { <-s.appendSlots }()
+	case <-ctx.Done():
+		return res, false, s.fail(ctx, "append: wait for an append connection", ctx.Err(), nothingCommitted)
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return res, false, s.fail(ctx, "append", err, nothingCommitted)
@@ -340,8 +380,9 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 	defer release()
 
 	res.Versions = make([]int64, len(req.Streams))
-	short := -1  // index of a stream that was not at its expected version
-	failed := -1 // index of the stream whose INSERT failed
+	var earliest time.Time // the earliest time stored
+	short := -1            // index of a stream that was not at its expected version
+	failed := -1           // index of the stream whose INSERT failed
 	err = func() error {
 		br := conn.SendBatch(ctx, batch)
 		defer br.Close()
@@ -365,9 +406,13 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 		}
 		for i := range req.Streams {
 			var n, last int64
-			if err := br.QueryRow().Scan(&n, &last); err != nil {
+			var first *time.Time
+			if err := br.QueryRow().Scan(&n, &last, &first); err != nil {
 				failed = i
 				return err
+			}
+			if first != nil && (earliest.IsZero() || first.Before(earliest)) {
+				earliest = *first
 			}
 			if n != int64(len(req.Streams[i].Events)) && short < 0 {
 				short = i
@@ -422,6 +467,9 @@ func (s *Store) appendOnce(ctx context.Context, req *flux.AppendRequest) (res fl
 		return flux.AppendResult{}, false, s.fail(ctx, "append: commit", pgx.ErrTxCommitRollback, nothingCommitted)
 	}
 	if total > 0 {
+		// The times stored: the given running maximum, raised to the
+		// log's last time, which the earliest of them is when it was later.
+		res.OccurredAt = flux.StampTimes(req, earliest)
 		s.appended.Signal()
 	}
 	return res, false, nil
@@ -478,17 +526,17 @@ func (s *Store) appendFailed(ctx context.Context, req *flux.AppendRequest, faile
 		// key in the error's detail names it; fall back to the first stream
 		// whose expectation no longer holds.
 		if st := conflictingStream(req, pgErr.Detail); st != nil {
-			return s.conflict(ctx, s.pool, st)
+			return s.conflict(ctx, s.reader(), st)
 		}
 		for i := range req.Streams {
 			st := &req.Streams[i]
-			if actual, ok := s.streamVersion(ctx, s.pool, st.StreamID); ok && !st.Expected.Accepts(actual) {
+			if actual, ok := s.streamVersion(ctx, s.reader(), st.StreamID); ok && !st.Expected.Accepts(actual) {
 				return &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: actual}
 			}
 		}
 		return &flux.ConflictError{StreamID: req.Streams[0].StreamID, Expected: req.Streams[0].Expected, Actual: -1}
 	case "idempotency_keys_pkey":
-		first, found, lerr := lookupIdempotency(ctx, s.pool, s.q, req.Idempotency.Key)
+		first, found, lerr := lookupIdempotency(ctx, s.reader(), s.q, req.Idempotency.Key)
 		if lerr != nil || !found {
 			// The first record vanished or cannot be read; still a duplicate.
 			first = flux.IdempotencyRecord{Key: req.Idempotency.Key}

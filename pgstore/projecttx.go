@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,8 +23,8 @@ var (
 // same PostgreSQL transaction that moves the checkpoint, so a projection
 // whose read model lives in this database applies every event exactly
 // once. The checkpoint row is locked first, so a second runner of the same
-// projection waits and then fails with projection.ErrCheckpointMoved
-// instead of running fn.
+// projection waits and then fails with a *projection.CheckpointBehindError
+// (projection.ErrCheckpointMoved) instead of running fn.
 //
 // fn runs with the store's schema first on the transaction's search_path
 // (SET LOCAL), so unqualified names in its statements find read-model
@@ -42,21 +43,11 @@ func (s *Store) ProjectTx(ctx context.Context, from int64, cp projection.Checkpo
 	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1 || ', ' || current_setting('search_path'), true)`, s.q.schema); err != nil {
 		return s.fail(ctx, op, err, nothingCommitted)
 	}
-	table := s.q.table("projection_checkpoints")
-	var tag pgconn.CommandTag
-	if from == 0 {
-		tag, err = tx.Exec(ctx, `INSERT INTO `+table+` AS c (name, position, updated_at) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
-			WHERE c.position = 0`, cp.Name, cp.Position, flux.NormalizeTime(cp.UpdatedAt))
-	} else {
-		tag, err = tx.Exec(ctx, `UPDATE `+table+` SET position = $1, updated_at = $2 WHERE name = $3 AND position = $4`,
-			cp.Position, flux.NormalizeTime(cp.UpdatedAt), cp.Name, from)
-	}
-	if err != nil {
+	if err := moveCheckpoint(ctx, tx, s.q.table("projection_checkpoints"), from, cp); err != nil {
+		if behind, ok := errors.AsType[*projection.CheckpointBehindError](err); ok {
+			return behind
+		}
 		return s.fail(ctx, op, err, nothingCommitted)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("%w: projection %q is no longer at position %d; nothing was committed", projection.ErrCheckpointMoved, cp.Name, from)
 	}
 	if err := fn(ctx, tx); err != nil {
 		return err
@@ -65,6 +56,41 @@ func (s *Store) ProjectTx(ctx context.Context, from int64, cp projection.Checkpo
 		return s.commitFailed(ctx, op, err, outcomeUnknown)
 	}
 	return nil
+}
+
+// pgExec is a pool or a transaction.
+type pgExec interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// moveCheckpoint moves cp.Name from position from (0: none stored) to
+// cp.Position in one conditional statement, or returns a
+// *projection.CheckpointBehindError telling where it is stored. A
+// concurrent mover holding the row makes the statement wait for its
+// commit and then find the row moved.
+func moveCheckpoint(ctx context.Context, ex pgExec, table string, from int64, cp projection.Checkpoint) error {
+	var (
+		tag pgconn.CommandTag
+		err error
+	)
+	if from == 0 {
+		tag, err = ex.Exec(ctx, `INSERT INTO `+table+` AS c (name, position, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
+			WHERE c.position = 0`, cp.Name, cp.Position, flux.NormalizeTime(cp.UpdatedAt))
+	} else {
+		tag, err = ex.Exec(ctx, `UPDATE `+table+` SET position = $1, updated_at = $2 WHERE name = $3 AND position = $4`,
+			cp.Position, flux.NormalizeTime(cp.UpdatedAt), cp.Name, from)
+	}
+	if err != nil || tag.RowsAffected() == 1 {
+		return err
+	}
+	var stored int64
+	err = ex.QueryRow(ctx, `SELECT position FROM `+table+` WHERE name = $1`, cp.Name).Scan(&stored)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	return &projection.CheckpointBehindError{Name: cp.Name, Supersedes: from, Position: cp.Position, Stored: stored}
 }
 
 // Wake implements projection.Waker through LISTEN/NOTIFY: every append

@@ -23,7 +23,7 @@ type queries struct {
 	streamVersion     string
 	advanceHead       string
 	// insert[kind] appends one stream's events.
-	insert [3]string
+	insert [4]string
 
 	upsertSnapshot       string
 	pruneStreamSnapshots string
@@ -61,15 +61,22 @@ func newQueries(schema string) queries {
 	// joined, so that the generic plan's estimate is as cheap as a custom
 	// plan's and PostgreSQL's plan cache stops re-planning the statement on
 	// every execution (after the fifth): planning costs more than running
-	// it. Each returns (rows inserted, the stream's last version).
+	// it. Each returns (rows inserted, the stream's last version, the
+	// earliest time stored).
+	//
+	// Times follow the log: every event is stored at the later of its
+	// given time and the log's last time (flux.StampTimes; the given times
+	// are already a running maximum over the append), read here, after the
+	// head lock, so no append can slip in between.
+	lastTime := `(SELECT occurred_on FROM ` + events + ` ORDER BY id DESC LIMIT 1)`
 	insert := func(base, where string) string {
 		return `WITH ins AS (
 	INSERT INTO ` + events + ` (id, event_id, aggregate_id, aggregate_type, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, version)
-	SELECT (SELECT position FROM ` + headTable + `) - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, e.occurred_on, e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
+	SELECT (SELECT position FROM ` + headTable + `) - $3::bigint + e.n, e.event_id::uuid, $1::text, $2::text, e.event_name, e.event_version, e.payload::jsonb, e.payload_json::json, e.metadata::jsonb, GREATEST(e.occurred_on, ` + lastTime + `), e.request_id, e.correlation_id, e.causation_id, ` + base + ` + e.n
 	FROM unnest($4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
 		WITH ORDINALITY AS e(event_id, event_name, event_version, payload, payload_json, metadata, occurred_on, request_id, correlation_id, causation_id, n)` + where + `
-	RETURNING version)
-SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
+	RETURNING version, occurred_on)
+SELECT count(*), COALESCE(MAX(version), 0), MIN(occurred_on) FROM ins`
 	}
 	// Any: continue from the stream's current version, read in the
 	// statement (after the head lock, so it is exact).
@@ -77,6 +84,9 @@ SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
 	// No stream: from version 1; UNIQUE (aggregate_id, version) refuses a
 	// stream that exists.
 	q.insert[kindNoStream] = insert(`0`, "")
+	// Stream exists: as Any, but only if the stream has an event.
+	q.insert[kindExists] = insert(currentVersion, `
+	WHERE `+currentVersion+` > 0`)
 	// Exact: the INSERT itself checks that the stream is at the expected
 	// version ($14), so neither a stale writer nor one expecting a version
 	// the stream has not reached (which would leave a gap) inserts
@@ -90,7 +100,7 @@ SELECT count(*), COALESCE(MAX(version), 0) FROM ins`
 
 	snapshots := q.table("aggregate_snapshots")
 	q.upsertSnapshot = `INSERT INTO ` + snapshots + ` (aggregate_id, aggregate_type, version, schema_version, data, data_json, created_at)
-	VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::json, $7)
+	VALUES ($1::text, $2, $3::bigint, $4, $5::text::jsonb, $6::text::json, COALESCE((SELECT occurred_on FROM ` + events + ` WHERE aggregate_id = $1::text AND version = $3::bigint), $7::timestamptz))
 	ON CONFLICT (aggregate_id, version) DO UPDATE SET aggregate_type = EXCLUDED.aggregate_type,
 		schema_version = EXCLUDED.schema_version, data = EXCLUDED.data, data_json = EXCLUDED.data_json, created_at = EXCLUDED.created_at`
 	q.pruneStreamSnapshots = `DELETE FROM ` + snapshots + ` WHERE aggregate_id = $1 AND version NOT IN
@@ -105,6 +115,7 @@ const (
 	kindAny = iota
 	kindNoStream
 	kindExact
+	kindExists
 )
 
 // insertEvents returns the INSERT for one stream of an append and its
@@ -143,6 +154,8 @@ func (q *queries) insertEvents(st *flux.StreamAppend, fromEnd int) (string, []an
 		return q.insert[kindAny], args
 	case st.Expected == flux.NoStream:
 		return q.insert[kindNoStream], args
+	case st.Expected == flux.StreamExists:
+		return q.insert[kindExists], args
 	}
 	return q.insert[kindExact], append(args, int64(st.Expected))
 }

@@ -115,18 +115,18 @@ func (s *Store) readPages(ctx context.Context, query string, args []any, after, 
 			size = min(size, remaining)
 		}
 		args[sizeArg] = size
-		rows, err := s.pool.Query(ctx, query, args...)
-		for retries := s.staleRetries(); err != nil && retries > 0 && s.stale(ctx, err); retries-- {
-			// Nothing of this page has been read yet: try another connection.
-			rows, err = s.pool.Query(ctx, query, args...)
-		}
+		// Each page is one statement: one that meets a dead connection
+		// before its first row runs again (see query).
+		rows, err := s.query(ctx, query, args...)
 		if err != nil {
 			yield(flux.Record{}, s.fail(ctx, "read", err, ""))
 			return
 		}
-		dec.reset(rows.FieldDescriptions())
 		n := 0
 		for rows.Next() {
+			if n == 0 {
+				dec.reset(rows.FieldDescriptions())
+			}
 			rec, err := dec.decode(rows)
 			if err != nil {
 				rows.Close()

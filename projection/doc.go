@@ -12,6 +12,17 @@
 // and the checkpoint commit in one transaction, so every event is applied
 // exactly once.
 //
+// # Several runners
+//
+// Runners of one projection in several processes never move its
+// checkpoint backwards: every checkpoint write is conditional
+// (Checkpoint.Supersedes; a refused one is a *CheckpointBehindError
+// matching ErrCheckpointMoved). A runner that loses a race counts no
+// failure and does not back off: it reloads the checkpoint and goes on
+// from it, and it looks the checkpoint up before each read so as not to
+// read events another runner has handled. At-least-once handlers may see
+// an event in more than one process; NewTx applies each exactly once.
+//
 // # Ordering and gaps
 //
 // Backends assign global positions in commit order and without holes (the

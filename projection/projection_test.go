@@ -396,7 +396,7 @@ func (s *swapModel) Swap(ctx context.Context, cp projection.Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.live = s.shadow
-	return s.cps.SaveCheckpoint(ctx, projection.Checkpoint{Name: "swapped", Position: cp.Position, UpdatedAt: time.Now()})
+	return s.cps.SaveCheckpoint(ctx, projection.Checkpoint{Name: "swapped", Position: cp.Position, Supersedes: projection.AnyPosition, UpdatedAt: time.Now()})
 }
 
 type rawCounter struct {

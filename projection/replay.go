@@ -49,10 +49,17 @@ func (r *Runner) Rebuild(ctx context.Context, name string, opts ReplayOptions) e
 	if err != nil {
 		return err
 	}
+	cur, err := r.checkpoint(ctx, rp.p)
+	if err != nil {
+		return fmt.Errorf("projection %q: load checkpoint: %w", name, err)
+	}
 	if err := reset.Reset(ctx); err != nil {
 		return fmt.Errorf("projection %q: reset: %w", name, err)
 	}
-	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, Checkpoint{Name: name, Position: from, UpdatedAt: r.cfg.Clock()}); err != nil {
+	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, Checkpoint{Name: name, Position: from, Supersedes: cur.Position, UpdatedAt: r.cfg.Clock()}); err != nil {
+		if errors.Is(err, ErrCheckpointMoved) {
+			return fmt.Errorf("projection %q: reset checkpoint: %w; a runner of the projection is running: stop it and rebuild again", name, err)
+		}
 		return fmt.Errorf("projection %q: reset checkpoint: %w", name, err)
 	}
 	return r.replay(ctx, rp, opts)
@@ -87,15 +94,16 @@ type Swapper interface {
 //
 //   - A BatchHandler (NewTx) whose Swap moves the live checkpoint in the
 //     transaction that swaps the read model may run. Unless it was at the
-//     copy's position, its next batch after the swap fails with
-//     ErrCheckpointMoved (once, visible in Status); after its backoff it
-//     reloads the checkpoint and carries on from it, into the new read
-//     model, exactly once.
-//   - A Handler (New) must not run, as for Rebuild. Its runner keeps its
-//     own position and never reloads the checkpoint: it overwrites the one
-//     Swap set with its own after its next batch (SaveCheckpoint), so the
-//     events it handled into the old read model after the copy's head are
-//     missing from the new one.
+//     copy's position, it finds the checkpoint moved before its next batch
+//     (or its next batch loses with ErrCheckpointMoved, which is no
+//     failure); it reloads the checkpoint and carries on from it, into the
+//     new read model, exactly once.
+//   - A Handler (New) whose Swap sets the live checkpoint may run too: its
+//     saves are conditional (Checkpoint.Supersedes), so it never
+//     overwrites the checkpoint Swap set; it reloads it and handles the
+//     events after the copy's head again, into the new read model — at
+//     least once, as always. (A projection with a read model of its own
+//     that Swap does not reach must not run, as for Rebuild.)
 func (r *Runner) RebuildSwap(ctx context.Context, name string, opts ReplayOptions) error {
 	rp, err := r.find(name)
 	if err != nil {
@@ -116,7 +124,11 @@ func (r *Runner) RebuildSwap(ctx context.Context, name string, opts ReplayOption
 	if shadow.Name() == name {
 		return fmt.Errorf("projection %q: the copy must have a checkpoint name of its own", name)
 	}
-	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, Checkpoint{Name: shadow.Name(), Position: from, UpdatedAt: r.cfg.Clock()}); err != nil {
+	left, err := r.checkpoint(ctx, shadow) // a copy's, left by an interrupted rebuild
+	if err != nil {
+		return fmt.Errorf("projection %q: load checkpoint: %w", shadow.Name(), err)
+	}
+	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, Checkpoint{Name: shadow.Name(), Position: from, Supersedes: left.Position, UpdatedAt: r.cfg.Clock()}); err != nil {
 		return err
 	}
 	srp := &running{p: shadow, status: Status{Name: shadow.Name()}}
@@ -166,7 +178,7 @@ func (r *Runner) replay(ctx context.Context, rp *running, opts ReplayOptions) er
 			opts.Progress(Progress{Projection: rp.p.Name(), Position: pos, Head: head, Events: events, Done: done})
 		}
 	}
-	err = r.follow(ctx, rp, SubscriptionOptions{UpTo: head}, func(b Batch) {
+	_, err = r.follow(ctx, rp, SubscriptionOptions{UpTo: head}, func(b Batch) {
 		events += int64(len(b.Events))
 		report(b.To, false)
 	})

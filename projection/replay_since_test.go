@@ -134,5 +134,5 @@ func (s *positionsSwapper) Swap(ctx context.Context, cp projection.Checkpoint) e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.live = s.shadow
-	return s.cps.SaveCheckpoint(ctx, projection.Checkpoint{Name: s.Name(), Position: cp.Position, UpdatedAt: time.Now()})
+	return s.cps.SaveCheckpoint(ctx, projection.Checkpoint{Name: s.Name(), Position: cp.Position, Supersedes: projection.AnyPosition, UpdatedAt: time.Now()})
 }

@@ -26,9 +26,12 @@ type RunnerConfig struct {
 	GapWait      time.Duration
 	Undecodable  UndecodablePolicy
 	// MinBackoff and MaxBackoff bound the wait before a failed projection
-	// retries; it doubles after each consecutive failure. Defaults: 100ms
-	// and 30s.
+	// retries; it doubles after each consecutive failure and returns to
+	// MinBackoff once a batch succeeds. Defaults: 100ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// Sleep waits d before a failed projection retries, or returns ctx's
+	// error when ctx ends first. Default: a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives failures and skipped events. Default: discard.
 	Logger *slog.Logger
 	// Clock tells time for status. Default time.Now.
@@ -104,6 +107,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
 	return &Runner{cfg: cfg}, nil
 }
 
@@ -165,15 +171,41 @@ func (r *Runner) update(rp *running, fn func(s *Status)) {
 	r.mu.Unlock()
 }
 
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// loop follows the log with one projection until ctx ends. A failure
+// backs off (MinBackoff, doubling up to MaxBackoff, back to MinBackoff
+// after a batch succeeds). Losing a race to another runner of the same
+// projection (ErrCheckpointMoved) is no failure: the loop reloads the
+// checkpoint and goes on from it at once. Only when it loses again at the
+// position it lost at before — the checkpoint it reloads does not move, so
+// it is not another runner's progress — does it count as a failure.
 func (r *Runner) loop(ctx context.Context, rp *running) {
 	r.update(rp, func(s *Status) { s.Running, s.Stopped = true, false })
 	defer r.update(rp, func(s *Status) { s.Running = false })
 	backoff := r.cfg.MinBackoff
+	lostAt := int64(-1)
 	for {
-		err := r.follow(ctx, rp, SubscriptionOptions{}, nil)
+		pos, err := r.follow(ctx, rp, SubscriptionOptions{}, func(Batch) { backoff, lostAt = r.cfg.MinBackoff, -1 })
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, ErrCheckpointMoved) && pos != lostAt {
+			lostAt = pos
+			r.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "projection: another runner moved the checkpoint; going on from it",
+				slog.String("projection", rp.p.Name()), slog.Int64("position", pos), slog.String("error", err.Error()))
+			continue
+		}
+		lostAt = -1
 		now := r.cfg.Clock()
 		stop := Undecodable(err) && r.cfg.Undecodable == StopOnUndecodable
 		r.update(rp, func(s *Status) {
@@ -190,12 +222,8 @@ func (r *Runner) loop(ctx context.Context, rp *running) {
 		}
 		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection failed; retrying",
 			slog.String("projection", rp.p.Name()), slog.String("error", err.Error()), slog.Duration("backoff", backoff))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if r.cfg.Sleep(ctx, backoff) != nil || ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
@@ -208,15 +236,32 @@ func (r *Runner) checkpoint(ctx context.Context, p Projection) (Checkpoint, erro
 	return r.cfg.Checkpoints.LoadCheckpoint(ctx, p.Name())
 }
 
-// follow applies batches from the projection's checkpoint until an error.
-// opts may set UpTo (replays); progress, if set, is told after each batch.
-func (r *Runner) follow(ctx context.Context, rp *running, opts SubscriptionOptions, progress func(Batch)) error {
+// follow applies batches from the projection's checkpoint until an error,
+// which it returns with the last position it knew the checkpoint at. opts
+// may set UpTo (replays); progress, if set, is told after each batch.
+//
+// Before each read, the subscription looks at the stored checkpoint (one
+// lookup by name): when another runner of the projection has moved it
+// ahead, it skips there instead of reading and decoding events already
+// handled; when it is found behind (a reset), follow returns a
+// *CheckpointBehindError, and the caller reloads it.
+func (r *Runner) follow(ctx context.Context, rp *running, opts SubscriptionOptions, progress func(Batch)) (int64, error) {
 	p := rp.p
 	cp, err := r.checkpoint(ctx, p)
 	if err != nil {
-		return fmt.Errorf("projection %q: load checkpoint: %w", p.Name(), err)
+		return -1, fmt.Errorf("projection %q: load checkpoint: %w", p.Name(), err)
 	}
 	opts.From, opts.Filter = cp.Position, p.Filter()
+	opts.resume = func(ctx context.Context, pos int64) (int64, error) {
+		cp, err := r.checkpoint(ctx, p)
+		switch {
+		case err != nil:
+			return pos, fmt.Errorf("projection %q: load checkpoint: %w", p.Name(), err)
+		case cp.Position < pos:
+			return pos, &CheckpointBehindError{Name: p.Name(), Supersedes: pos, Position: pos, Stored: cp.Position}
+		}
+		return cp.Position, nil
+	}
 	if rp, ok := p.(RawProjection); ok && rp.RawRecords() {
 		opts.Raw = true
 	}
@@ -225,16 +270,16 @@ func (r *Runner) follow(ctx context.Context, rp *running, opts SubscriptionOptio
 	defer cancel()
 	sub, err := Subscribe(sctx, r.cfg.Repository, opts)
 	if err != nil {
-		return err
+		return cp.Position, err
 	}
 	r.update(rp, func(s *Status) { s.Position = cp.Position })
 	for {
 		b, err := sub.Next(ctx)
 		if err != nil {
-			return err
+			return sub.Position(), err
 		}
 		if err := r.apply(ctx, p, b); err != nil {
-			return err
+			return b.From, err
 		}
 		now := r.cfg.Clock()
 		for _, sk := range b.Skipped {
@@ -280,7 +325,7 @@ func (r *Runner) apply(ctx context.Context, p Projection, b Batch) (err error) {
 		if b.To == b.From {
 			return nil
 		}
-		return r.cfg.Checkpoints.SaveCheckpoint(ctx, Checkpoint{Name: p.Name(), Position: b.To, UpdatedAt: r.cfg.Clock()})
+		return r.cfg.Checkpoints.SaveCheckpoint(ctx, Checkpoint{Name: p.Name(), Position: b.To, Supersedes: b.From, UpdatedAt: r.cfg.Clock()})
 	}
 	return fmt.Errorf("projection %q: %T is neither a Handler nor a BatchHandler", p.Name(), p)
 }

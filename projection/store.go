@@ -5,9 +5,11 @@ import (
 	"errors"
 )
 
-// ErrCheckpointMoved is returned by TxStore.ProjectTx when the stored
-// checkpoint is no longer where the caller read it: another runner of the
-// same projection advanced it. Nothing was committed; reload and go on.
+// ErrCheckpointMoved is matched by the errors of TxStore.ProjectTx and
+// CheckpointStore.SaveCheckpoint when the stored checkpoint is no longer
+// where the caller read it: another runner of the same projection advanced
+// it. Nothing was committed; reload and go on. The error is a
+// *CheckpointBehindError where the backend tells where the checkpoint is.
 var ErrCheckpointMoved = errors.New("projection: checkpoint moved by another runner")
 
 // TxStore is implemented by backends whose projections may keep their read
@@ -17,8 +19,9 @@ var ErrCheckpointMoved = errors.New("projection: checkpoint moved by another run
 type TxStore[Tx any] interface {
 	// ProjectTx runs fn in a transaction and, in the same transaction,
 	// moves the checkpoint cp.Name from position from to cp.Position. If
-	// the stored checkpoint is not at from (0 when there is none), nothing
-	// is committed and the error matches ErrCheckpointMoved. If fn fails,
+	// the stored checkpoint is not at from (0 when there is none), fn does
+	// not run, nothing is committed and the error is a
+	// *CheckpointBehindError (it matches ErrCheckpointMoved). If fn fails,
 	// nothing is committed and its error is returned.
 	ProjectTx(ctx context.Context, from int64, cp Checkpoint, fn func(ctx context.Context, tx Tx) error) error
 }

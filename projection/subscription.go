@@ -50,6 +50,12 @@ type SubscriptionOptions struct {
 	Raw bool
 	// Clock tells time for gap waits. Default time.Now.
 	Clock func() time.Time
+
+	// resume, if set, is asked before each read where the projection's
+	// stored checkpoint is, given the subscription's position; the
+	// subscription skips ahead to a position past its own (another runner
+	// handled the events in between). Set by the runner.
+	resume func(ctx context.Context, pos int64) (int64, error)
 }
 
 func (o SubscriptionOptions) withDefaults() SubscriptionOptions {
@@ -127,6 +133,15 @@ func (s *Subscription) Position() int64 { return s.pos }
 // ErrCaughtUp.
 func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 	for {
+		if s.opts.resume != nil {
+			at, err := s.opts.resume(ctx, s.pos)
+			if err != nil {
+				return Batch{}, err
+			}
+			if at > s.pos {
+				s.pos, s.gapSeen = at, time.Time{}
+			}
+		}
 		if s.opts.UpTo > 0 && s.pos >= s.opts.UpTo {
 			return Batch{From: s.pos, To: s.pos}, ErrCaughtUp
 		}

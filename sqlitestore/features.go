@@ -135,7 +135,7 @@ func (s *Store) ListSnapshots(ctx context.Context, aggregateType string) iter.Se
 // PruneSnapshots implements flux.SnapshotStore.
 func (s *Store) PruneSnapshots(ctx context.Context, keep int) (int64, error) {
 	if keep < 1 {
-		return 0, fmt.Errorf("sqlitestore: prune snapshots: keep %d, want >= 1", keep)
+		return 0, fmt.Errorf("%w: sqlitestore: prune snapshots: keep %d, want >= 1", flux.ErrInvalidArgument, keep)
 	}
 	return s.execCount(ctx, "prune snapshots", `DELETE FROM aggregate_snapshots WHERE id IN (
 		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY aggregate_id ORDER BY version DESC) AS n FROM aggregate_snapshots) WHERE n > ?)`, keep)
@@ -438,13 +438,19 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (projection.Che
 	return cp, err
 }
 
-// SaveCheckpoint implements projection.CheckpointStore.
+// SaveCheckpoint implements projection.CheckpointStore: one conditional
+// statement moves the checkpoint only from cp.Supersedes.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
-	_, err := s.wdb.ExecContext(ctx, upsertCheckpoint, cp.Name, cp.Position, formatTime(cp.UpdatedAt))
-	return s.writeError(ctx, "save checkpoint", err)
+	var err error
+	if cp.Supersedes == projection.AnyPosition {
+		_, err = s.wdb.ExecContext(ctx, upsertCheckpoint, cp.Name, cp.Position, formatTime(cp.UpdatedAt))
+	} else {
+		err = moveCheckpoint(ctx, s.wdb, cp.Supersedes, cp)
+	}
+	return s.checkpointError(ctx, "save checkpoint "+cp.Name, err)
 }
 
 const upsertCheckpoint = `INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)

@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/fluxcapacitor/flux => ../
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0-00010101000000-000000000000
+	github.com/fluxcapacitor/flux v0.1.0
 	modernc.org/sqlite v1.62.0
 )
 
@@ -16,6 +16,7 @@ require (
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect

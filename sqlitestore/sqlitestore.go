@@ -380,12 +380,23 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 		}
 	}
 	res := flux.AppendResult{Versions: make([]int64, len(req.Streams))}
+	if len(req.Streams) > 0 {
+		// The transaction holds the write lock: stamp times in log order.
+		prev, err := s.lastTime(ctx, tx)
+		if err != nil {
+			return flux.AppendResult{}, s.appendError(ctx, err)
+		}
+		res.OccurredAt = flux.StampTimes(&req, prev)
+	}
 	for i := range req.Streams {
 		st := &req.Streams[i]
 		base := int64(st.Expected)
-		if st.Expected == flux.Any {
+		if st.Expected == flux.Any || st.Expected == flux.StreamExists {
 			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = ?`, st.StreamID).Scan(&base); err != nil {
 				return flux.AppendResult{}, s.appendError(ctx, err)
+			}
+			if st.Expected == flux.StreamExists && base == 0 {
+				return flux.AppendResult{}, &flux.ConflictError{StreamID: st.StreamID, Expected: st.Expected, Actual: 0}
 			}
 		}
 		for from := 0; from < len(st.Events); from += insertChunk {
@@ -432,6 +443,22 @@ func (s *Store) Append(ctx context.Context, req flux.AppendRequest) (flux.Append
 	}
 	s.appended.Signal()
 	return res, nil
+}
+
+// lastTime reads the time of the log's last event (zero when it is empty).
+func (s *Store) lastTime(ctx context.Context, tx *sql.Tx) (time.Time, error) {
+	var last string
+	switch err := tx.QueryRowContext(ctx, `SELECT occurred_on FROM events ORDER BY id DESC LIMIT 1`).Scan(&last); {
+	case errors.Is(err, sql.ErrNoRows):
+		return time.Time{}, nil
+	case err != nil:
+		return time.Time{}, err
+	}
+	t, err := parseTime(last)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlitestore: the log's last event: %w", err)
+	}
+	return t, nil
 }
 
 // insertQuery is the INSERT of n events; with checkExact it inserts only

@@ -80,6 +80,8 @@ func RunProjectTx[Tx any](t *testing.T, h TxHarness[Tx]) {
 		}
 	})
 
+	t.Run("three runners of one projection: losing a race is no failure", func(t *testing.T) { t.Parallel(); testTxRunnersRace(t, h) })
+
 	t.Run("two runners from one checkpoint: exactly one commits", func(t *testing.T) {
 		t.Parallel()
 		ts, cs := h.New(t)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fluxcapacitor/flux"
@@ -76,6 +77,9 @@ type eventRow struct {
 	CausationID   string          `json:"causation_id,omitempty"`
 	Payload       json.RawMessage `json:"payload"`
 	Note          string          `json:"note,omitempty"`
+	// Error says why the stored event could not be read; Payload then
+	// holds the stored text (as a JSON string when it is not JSON).
+	Error string `json:"error,omitempty"`
 }
 
 var envelopeRE = regexp.MustCompile(`"fluxpii:v1:[A-Za-z0-9_-]+"`)
@@ -92,6 +96,18 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) (eventRow, err
 		EventID: rec.EventID, RequestID: rec.Metadata.RequestID, CorrelationID: rec.Metadata.CorrelationID,
 		CausationID: rec.Metadata.CausationID}
 	stored := json.RawMessage(canonicalJSON(envelopeRE.ReplaceAll(rec.Payload, []byte(`"[encrypted]"`))))
+	if !json.Valid(stored) {
+		// Corrupt in the database: show the text, say where and why.
+		var syntax error
+		var v any
+		if err := json.Unmarshal(rec.Payload, &v); err != nil {
+			syntax = err
+		}
+		quoted, _ := json.Marshal(strings.ToValidUTF8(string(rec.Payload), "\ufffd"))
+		r.Payload = quoted
+		r.Error = fmt.Sprintf("event at position %d (stream %q version %d): the stored payload is not JSON: %v", rec.Position, rec.StreamID, rec.StreamVersion, syntax)
+		return r, nil
+	}
 	if a.protector == nil {
 		r.Payload = stored
 		if envelopeRE.Match(rec.Payload) {
@@ -104,7 +120,8 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) (eventRow, err
 		return r, err
 	}
 	if err != nil {
-		r.Payload, r.Note = stored, "does not decode: "+err.Error()
+		r.Payload = stored
+		r.Error = fmt.Sprintf("event at position %d (stream %q version %d) does not decode: %v", rec.Position, rec.StreamID, rec.StreamVersion, err)
 		return r, nil
 	}
 	b, err := json.Marshal(env.Event)
@@ -122,7 +139,25 @@ func (a *application) rowOf(ctx context.Context, rec flux.Record) (eventRow, err
 	return r, nil
 }
 
+// printEvents prints every row, then fails if some could not be read, so
+// a script sees every event and a non-zero exit.
 func (m *Main) printEvents(rows []eventRow, asJSON bool, full bool) error {
+	if err := m.printEventRows(rows, asJSON, full); err != nil {
+		return err
+	}
+	var bad []string
+	for _, r := range rows {
+		if r.Error != "" {
+			bad = append(bad, strconv.FormatInt(r.Position, 10))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d of %d events could not be read (positions %s); their rows say why", len(bad), len(rows), strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func (m *Main) printEventRows(rows []eventRow, asJSON bool, full bool) error {
 	if asJSON {
 		return jsonLines(m.Stdout, rows)
 	}
@@ -138,6 +173,9 @@ func (m *Main) printEvents(rows []eventRow, asJSON bool, full bool) error {
 		}
 		if r.Note != "" {
 			payload += "  (" + r.Note + ")"
+		}
+		if r.Error != "" {
+			payload += "  (ERROR: " + r.Error + ")"
 		}
 		t[i] = []string{strconv.FormatInt(r.Position, 10), r.OccurredAt, r.AggregateType, short(r.StreamID),
 			strconv.FormatInt(r.Version, 10), r.Event + " v" + strconv.Itoa(r.EventVersion), short(r.CorrelationID), payload}
@@ -204,7 +242,7 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 			}
 			for rec, err := range b.store.ReadStream(ctx, *streamID, flux.ReadStreamOptions{Since: from, Until: to, EventNames: names}) {
 				if err != nil {
-					return err
+					return m.eventsFailed(rows, *c.json, *full, err)
 				}
 				if (*corr != "" && rec.Metadata.CorrelationID != *corr) || (*req != "" && rec.Metadata.RequestID != *req) {
 					continue
@@ -221,7 +259,7 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 		} else {
 			for rec, err := range b.store.ReadAll(ctx, flux.ReadAllOptions{Since: from, Until: to, EventNames: names, CorrelationID: *corr, RequestID: *req, Limit: *limit}) {
 				if err != nil {
-					return err
+					return m.eventsFailed(rows, *c.json, *full, err)
 				}
 				if !add(rec) {
 					break
@@ -233,6 +271,21 @@ func runEvents(ctx context.Context, m *Main, args []string) error {
 		}
 		return m.printEvents(rows, *c.json, *full)
 	})
+}
+
+// eventsFailed prints the rows read before the store failed, then
+// returns the store's error (which names the event it could not read).
+func (m *Main) eventsFailed(rows []eventRow, asJSON, full bool, err error) error {
+	if len(rows) > 0 {
+		if perr := m.printEventRows(rows, asJSON, full); perr != nil {
+			return perr
+		}
+	}
+	pos := int64(0)
+	if len(rows) > 0 {
+		pos = rows[len(rows)-1].Position
+	}
+	return fmt.Errorf("reading stopped after position %d: %w", pos, err)
 }
 
 // exists fails with a clear error for a stream without events.

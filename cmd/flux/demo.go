@@ -23,6 +23,14 @@ registries): sign-ups, renames, a transfer, a conflict retried, a snapshot,
 an upcast event, a projection, a time-travel view and a user forgotten,
 printing what happens at each step, then the stored events. The demo's
 clock moves one hour per command so the history has distinct moments.
+It does not show the NATS relay, OpenTelemetry, idempotency keys or secret
+rotation (see 'flux relay', 'flux keys rotate' and the guides).
+
+Each step that stores events prints their correlation ID: 'flux trace ID'
+tells that step's story. Personal data is encrypted under the secret in
+KEY_MANAGEMENT_SECRET, or, when it is not set, under a built-in demo secret
+that the demo prints; give the same secret to the other commands to read
+the personal data.
 
 Without --db the database is made in a new temporary directory, and kept
 there for you to inspect with the other commands. With --dsn the demo fills an empty PostgreSQL or
@@ -32,8 +40,8 @@ const demoExamples = `  flux demo
   flux demo --db demo.db     # keep the database to inspect it afterwards
   flux demo --dsn 'postgres://postgres@127.0.0.1:5432/test?flux_schema=demo'`
 
-// demoSecret encrypts the demo's personal data. Real applications read
-// KEY_MANAGEMENT_SECRET.
+// demoSecret encrypts the demo's personal data when KEY_MANAGEMENT_SECRET
+// is not set. Real applications always read KEY_MANAGEMENT_SECRET.
 const demoSecret = "flux-demo-secret-do-not-use-in-production"
 
 func runDemo(ctx context.Context, m *Main, args []string) error {
@@ -66,12 +74,19 @@ func runDemo(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return err
 	}
+	d.dsnArg = " --dsn " + path
+	if *dsn != "" {
+		d.dsnArg = " --dsn <the same DSN>" // never print a password
+	}
 	if err := d.run(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stdout, "\nThe demo store is kept at %s.\n", b.where)
 	if *dsn == "" {
 		fmt.Fprintf(m.Stdout, "Look inside it: flux streams --dsn %s (every command has --help)\n", path)
+	}
+	if d.builtinSecret {
+		fmt.Fprintf(m.Stdout, "Read its personal data: KEY_MANAGEMENT_SECRET=%s flux events%s\n", demoSecret, d.dsnArg)
 	}
 	return nil
 }
@@ -88,6 +103,12 @@ type demo struct {
 	// requestPrefix starts the request ID of every step.
 	requestPrefix string
 	backend       *backend
+	// stepHead is the global position before the current step's events.
+	stepHead int64
+	// dsnArg is the --dsn flag that names the demo's store in hints.
+	dsnArg string
+	// builtinSecret: personal data is encrypted under demoSecret.
+	builtinSecret bool
 }
 
 func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
@@ -112,12 +133,25 @@ func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
 		g := new(uuid.Generator)
 		d.eventID = g.New
 	}
-	d.app, err = budget.NewApp(budget.Config{Store: store, Secret: []byte(demoSecret), Clock: func() time.Time { return d.now },
+	secret := m.Getenv(pii.SecretEnv)
+	d.builtinSecret = secret == ""
+	if d.builtinSecret {
+		secret = demoSecret
+	}
+	d.app, err = budget.NewApp(budget.Config{Store: store, Secret: []byte(secret), Clock: func() time.Time { return d.now },
 		NewID: d.eventID, Retry: flux.RetryOptions{MaxAttempts: 5}})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (the demo encrypts personal data under %s)", err, pii.SecretEnv)
 	}
 	fmt.Fprintf(d.out, "FluxCapacitor demo on the %s store at %s\n", backendName(b.kind), b.where)
+	if d.builtinSecret {
+		fmt.Fprintf(d.out, "Personal data is encrypted under the demo's built-in secret (%s is not set):\n"+
+			"  %s\nSet %s to a secret of your own (at least %d bytes) to use that instead.\n",
+			pii.SecretEnv, demoSecret, pii.SecretEnv, pii.MinSecretLength)
+	} else {
+		fmt.Fprintf(d.out, "Personal data is encrypted under the secret in %s.\n", pii.SecretEnv)
+	}
+	d.stepHead = head
 	return d, nil
 }
 
@@ -125,9 +159,38 @@ func newDemo(ctx context.Context, m *Main, b *backend) (*demo, error) {
 // (the correlation ID of what the step stores: 'flux trace' shows one
 // step's story).
 func (d *demo) say(ctx context.Context, format string, args ...any) context.Context {
+	d.finishStep(ctx)
 	d.step++
 	fmt.Fprintf(d.out, "\n%d. %s\n", d.step, fmt.Sprintf(format, args...))
 	return flux.WithRequestID(ctx, fmt.Sprintf("%s-%02d", d.requestPrefix, d.step))
+}
+
+// finishStep prints the correlation IDs of the events the current step
+// stored, so that 'flux trace' can tell its story.
+func (d *demo) finishStep(ctx context.Context) {
+	var ids, requests []string
+	seen := map[string]bool{}
+	for rec, err := range d.store.ReadAll(ctx, flux.ReadAllOptions{After: d.stepHead}) {
+		if err != nil {
+			fmt.Fprintf(d.out, "   (cannot read the step's events: %v)\n", err)
+			return
+		}
+		d.stepHead = rec.Position
+		switch corr, req := rec.Metadata.CorrelationID, rec.Metadata.RequestID; {
+		case corr != "" && !seen[corr]:
+			seen[corr] = true
+			ids = append(ids, corr)
+		case corr == "" && req != "" && !seen["request "+req]:
+			seen["request "+req] = true
+			requests = append(requests, req)
+		}
+	}
+	for _, id := range ids {
+		fmt.Fprintf(d.out, "   correlation ID %s: flux trace %s%s\n", id, id, d.dsnArg)
+	}
+	for _, id := range requests {
+		fmt.Fprintf(d.out, "   request ID %s (no correlation ID): flux events --request %s%s\n", id, id, d.dsnArg)
+	}
 }
 
 // dispatch runs a command at the demo clock's time, reports the events it

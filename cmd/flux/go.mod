@@ -3,13 +3,13 @@ module github.com/fluxcapacitor/flux/cmd/flux
 go 1.26.0
 
 require (
-	github.com/fluxcapacitor/flux v0.0.0
-	github.com/fluxcapacitor/flux/examples v0.0.0
-	github.com/fluxcapacitor/flux/fluxotel v0.0.0
-	github.com/fluxcapacitor/flux/mysqlstore v0.0.0
-	github.com/fluxcapacitor/flux/natsrelay v0.0.0
-	github.com/fluxcapacitor/flux/pgstore v0.0.0
-	github.com/fluxcapacitor/flux/sqlitestore v0.0.0
+	github.com/fluxcapacitor/flux v0.1.0
+	github.com/fluxcapacitor/flux/examples v0.1.0
+	github.com/fluxcapacitor/flux/fluxotel v0.1.0
+	github.com/fluxcapacitor/flux/mysqlstore v0.1.0
+	github.com/fluxcapacitor/flux/natsrelay v0.1.0
+	github.com/fluxcapacitor/flux/pgstore v0.1.0
+	github.com/fluxcapacitor/flux/sqlitestore v0.1.0
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
@@ -49,7 +49,7 @@ require (
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/text v0.42.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect

@@ -78,8 +78,8 @@ func TestRelayPublishesTheLogAndServesItsMetrics(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if n := info.CachedInfo().State.Msgs; n != 26 {
-		t.Errorf("%d messages in %s, want the demo's 26 events", n, stream)
+	if n := info.CachedInfo().State.Msgs; n != 27 {
+		t.Errorf("%d messages in %s, want the demo's 27 records (26 events and a SubjectForgotten)", n, stream)
 	}
 	for _, want := range []string{
 		`flux_relay_events_total{flux_relay="natsrelay"`,
@@ -90,7 +90,7 @@ func TestRelayPublishesTheLogAndServesItsMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, body)
 		}
 	}
-	if got := out.String(); !strings.Contains(got, "relaying "+db+" to JetStream stream "+stream) || !strings.Contains(got, "stopped at position 26 of 26") {
+	if got := out.String(); !strings.Contains(got, "relaying "+db+" to JetStream stream "+stream) || !strings.Contains(got, "stopped at position 27 of 27") {
 		t.Errorf("output:\n%s", got)
 	}
 }

@@ -154,7 +154,9 @@ func (p *swappableBalances) swapInTx(ctx context.Context, shadow projection.Chec
 // be skipped: it is first moved back to shadow.Position if it is (only a
 // runner running during the rebuild can have moved it there).
 func (p *swappableBalances) swapByRename(ctx context.Context, shadow projection.Checkpoint) error {
-	cp := projection.Checkpoint{Name: p.Name(), Position: shadow.Position, UpdatedAt: p.clock()}
+	// The checkpoint is set wherever it is (projection.AnyPosition): a
+	// runner's saves are conditional and refused once it has moved.
+	cp := projection.Checkpoint{Name: p.Name(), Position: shadow.Position, Supersedes: projection.AnyPosition, UpdatedAt: p.clock()}
 	live, err := p.cps.LoadCheckpoint(ctx, p.Name())
 	if err != nil {
 		return err
