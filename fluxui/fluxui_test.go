@@ -719,3 +719,31 @@ func TestLiveTail(t *testing.T) {
 		t.Errorf("ids %v, want 29,30,31", ids)
 	}
 }
+
+// FuzzRequests sends arbitrary query strings to every page: the console
+// answers with a page or a message, never a failure of its own (5xx) or a
+// stack trace.
+func FuzzRequests(f *testing.F) {
+	fx := newFixture(f)
+	h := fx.console(f, nil)
+	for _, seed := range []string{"id=ledger-1&version=3", "id=ledger-1&at=2026-01-02 10:00", "id=ledger-1&from=25&to=1",
+		"prefix=led&type=Ledger&after=ledger-1&limit=2&count=1", "correlation=order-7", "id=%ff&version=-1", "at=9999-99-99"} {
+		for page := range 7 {
+			f.Add(uint8(page), seed)
+		}
+	}
+	pages := []string{"/streams", "/stream", "/state", "/diff", "/trace", "/projections", "/forget"}
+	f.Fuzz(func(t *testing.T, page uint8, query string) {
+		for _, prefix := range []string{"", "/api"} {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.URL.Path = prefix + pages[int(page)%len(pages)]
+			req.URL.RawQuery = query
+			req.Host = "127.0.0.1:8080"
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code >= 500 || strings.Contains(w.Body.String(), "goroutine ") {
+				t.Fatalf("GET %s?%s: %d\n%s", req.URL.Path, query, w.Code, w.Body)
+			}
+		}
+	})
+}

@@ -656,7 +656,9 @@ func (c *Console) rebuild(w http.ResponseWriter, r *http.Request) error {
 		return notFound("unknown projection %q", name)
 	}
 	var pos int64
-	err = c.cfg.Runner.Rebuild(r.Context(), name, projection.ReplayOptions{Progress: func(p projection.Progress) { pos = p.Position }})
+	// A closed tab must not leave the read model half rebuilt: the
+	// rebuild runs to its end (or the server's exit).
+	err = c.cfg.Runner.Rebuild(context.WithoutCancel(r.Context()), name, projection.ReplayOptions{Progress: func(p projection.Progress) { pos = p.Position }})
 	if err != nil {
 		return &httpError{http.StatusInternalServerError, fmt.Sprintf("rebuild of %s failed; run it again to start over: %v", name, err)}
 	}
