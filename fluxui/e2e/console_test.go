@@ -233,8 +233,23 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("rebuild message: %q", msg)
 	}
 
-	// The forget page is there, with its typed confirmation.
-	run("forget page", chromedp.Navigate(base+"forget"), chromedp.WaitVisible(css(`form.confirm`)), shot("forget"))
+	// Forget a user, confirmed by typing the ID again.
+	run("find a user", chromedp.Navigate(base+"streams?type=User"), chromedp.WaitVisible(css(`table.streams a.stream-link`)))
+	user := text(`table.streams a.stream-link`)
+	run("forget",
+		chromedp.Navigate(base+"forget?subject="+user),
+		chromedp.WaitVisible(css(`form.confirm input[name=confirm]`)),
+		chromedp.SendKeys(css(`form.confirm input[name=reason]`), "browser test"),
+		chromedp.SendKeys(css(`form.confirm input[name=confirm]`), user),
+		chromedp.WaitEnabled(css(`form.confirm button`)),
+		shot("forget"),
+		chromedp.Click(css(`form.confirm button`)),
+		chromedp.WaitVisible(css(`#message`)),
+		shot("forgotten"),
+	)
+	if msg := text(`#message`); !strings.Contains(msg, "deleted the data key of \""+user+"\"") {
+		t.Errorf("forget message: %q", msg)
+	}
 
 	files, _ := filepath.Glob(filepath.Join(shots, "*.png"))
 	if len(files) < 10 {
