@@ -72,6 +72,7 @@ func builtinCommands() map[string]Command {
 		"keys":        {"manage data keys: rotate the key-encryption secret", runKeys},
 		"snapshots":   {"snapshot statistics; prune or delete snapshots", runSnapshots},
 		"bench":       {"run the standard workload against a backend, beside the raw driver", runBench},
+		"ui":          {"serve the web console: browse, trace and time-travel in a browser", runUI},
 		"version":     {"print the version and VCS revision of this binary and its modules", runVersion},
 	}
 }
