@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // Errors of the buses.

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // Config configures a Repository. Store and Registry are required; every

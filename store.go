@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // EventStore is the storage contract every backend implements: memstore,

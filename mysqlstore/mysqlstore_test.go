@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/mysqlstore"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/uuid"
 	"github.com/go-sql-driver/mysql"
 )
 

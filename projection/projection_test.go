@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/memstore"
 	"github.com/fluxcapacitor/flux/projection"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 type Deposited struct {

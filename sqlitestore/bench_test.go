@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // The benchmarks compare the framework with the raw driver on the same

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 // brokenStore is how an event store goes wrong: positions from a sequence
