@@ -177,3 +177,28 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingCapabilitySkips: a store with only the EventStore methods
+// (brokenStore has nothing more) skips the cases of every optional
+// capability instead of failing them.
+func TestMissingCapabilitySkips(t *testing.T) {
+	h := Harness{New: func(t *testing.T) flux.EventStore { return &brokenStore{} }, Short: true}
+	for name, run := range map[string]func(*testing.T, Harness){
+		"snapshots":         testSnapshots,
+		"idempotency":       testIdempotency,
+		"keys":              testKeys,
+		"checkpoints":       testCheckpoints,
+		"inspector":         testInspector,
+		"backoff":           testBackoffResets,
+		"runners share one": testRunnersShareAProjection,
+	} {
+		var skipped bool
+		t.Run(name, func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			run(t, h)
+		})
+		if !skipped {
+			t.Errorf("%s: the case ran against a store without the capability", name)
+		}
+	}
+}
