@@ -704,25 +704,6 @@ func snapshotScope(streamID string, version int64) string {
 	return "snapshot:" + streamID + "@" + strconv.FormatInt(version, 10)
 }
 
-// Envelope is a stored event decoded into its Go type, with the record it
-// was read from.
-type Envelope struct {
-	// Record is the event as stored: its payload is the stored JSON
-	// (personal data encrypted), its EventName and EventVersion those it
-	// was written with.
-	Record
-	// Event is a value of the event's registered Go type, upcast to the
-	// current version.
-	Event any
-	// Name and Version are Event's registered name and schema version;
-	// they differ from Record's after an upcast or rename.
-	Name    string
-	Version int
-	// Forgotten lists the personal-data fields of Event whose subject was
-	// forgotten: they hold replacement values.
-	Forgotten []string
-}
-
 // EventsOptions filter Repository.Events. The zero value reads the whole
 // stream.
 type EventsOptions struct {
