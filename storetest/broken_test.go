@@ -142,6 +142,13 @@ func TestBrokenBackend(t *testing.T) {
 		return &brokenStore{naivePositions: mode == "naive-positions", checkThenWrite: mode == "check-then-write"}
 	}, Short: true}
 	switch mode {
+	case "leaky-close":
+		checkGoroutines(t)
+		testRoundTrip(t, Harness{New: func(t *testing.T) flux.EventStore {
+			stop := make(chan struct{}) // never closed: Close forgets its goroutine
+			go func() { <-stop }()
+			return &brokenStore{}
+		}})
 	case "naive-positions":
 		testHeldTransaction(t, h)
 	case "check-then-write":
@@ -162,6 +169,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		"naive-positions":    "it was skipped",
 		"check-then-write":   "winners, want exactly 1",
 		"naive-subscription": "skipped events",
+		"leaky-close":        "goroutines started by the suite still run",
 	} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()

@@ -74,11 +74,14 @@ func (h Harness) maxEventSize() int {
 // Run runs the whole suite against the backend described by h. Cases for
 // an optional capability the store does not implement are skipped (see
 // Capabilities in the package documentation); every other case must pass.
+// When every case has finished and every store is closed, no goroutine
+// started during the suite may still be running.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.New == nil {
 		t.Fatal("storetest: Harness.New is nil")
 	}
+	checkGoroutines(t)
 	t.Run("append and read round trip", func(t *testing.T) { t.Parallel(); testRoundTrip(t, h) })
 	t.Run("expected version matrix", func(t *testing.T) { t.Parallel(); testExpectedVersionMatrix(t, h) })
 	t.Run("multi-stream append with one conflict writes nothing", func(t *testing.T) { t.Parallel(); testAtomicMultiStream(t, h) })
