@@ -253,3 +253,24 @@ func (s *Store) checkLayout(ctx context.Context, conn *sql.Conn, dbName string) 
 	}
 	return errors.Join(errs...)
 }
+
+// SchemaVersion reports the schema version recorded in the database (0
+// when it was never migrated) and the version this build migrates to,
+// without writing anything: a tool that must not migrate tells the user
+// to when current < latest.
+func (s *Store) SchemaVersion(ctx context.Context) (current, latest int, err error) {
+	steps, err := migrations()
+	if err != nil {
+		return 0, 0, err
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'flux_schema_migrations'`).Scan(&n); err != nil {
+		return 0, 0, fmt.Errorf("mysqlstore: read the schema version: %w", err)
+	}
+	if n > 0 {
+		if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM flux_schema_migrations`).Scan(&current); err != nil {
+			return 0, 0, fmt.Errorf("mysqlstore: read the schema version: %w", err)
+		}
+	}
+	return current, len(steps), nil
+}

@@ -116,11 +116,33 @@ func (s *Store) execCount(ctx context.Context, op, query string, args ...any) (i
 	if s.closed.Load() {
 		return 0, flux.ErrStoreClosed
 	}
-	tag, err := s.pool.Exec(ctx, query, args...)
+	var n int64
+	err := s.readCommitted(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, query, args...)
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, s.fail(ctx, op, err, writeOutcome(err))
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
+}
+
+// readCommitted runs fn in a transaction at READ COMMITTED: a statement
+// run on its own would take the session's default isolation, and at
+// repeatable read or serializable (default_transaction_isolation, a
+// common hardening) concurrent writes of one row fail with 40001 instead
+// of waiting for each other.
+func (s *Store) readCommitted(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // writeOutcome says what became of a single-statement write (autocommit)
@@ -434,7 +456,9 @@ func (s *Store) SaveCheckpoint(ctx context.Context, cp projection.Checkpoint) er
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
-	err := moveCheckpoint(ctx, s.pool, s.q.table("projection_checkpoints"), cp.Supersedes, cp)
+	err := s.readCommitted(ctx, func(tx pgx.Tx) error {
+		return moveCheckpoint(ctx, tx, s.q.table("projection_checkpoints"), cp.Supersedes, cp)
+	})
 	if behind, ok := errors.AsType[*projection.CheckpointBehindError](err); ok {
 		return behind
 	}

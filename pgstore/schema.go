@@ -133,3 +133,24 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SchemaVersion reports the schema version recorded in the store's schema
+// (0 when it was never migrated) and the version this build migrates to,
+// without writing anything: a tool that must not migrate tells the user
+// to when current < latest.
+func (s *Store) SchemaVersion(ctx context.Context) (current, latest int, err error) {
+	steps, err := migrations()
+	if err != nil {
+		return 0, 0, err
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.q.table("flux_schema_migrations")).Scan(&exists); err != nil {
+		return 0, 0, fmt.Errorf("pgstore: read the schema version of %q: %w", s.opts.Schema, err)
+	}
+	if exists {
+		if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+s.q.table("flux_schema_migrations")).Scan(&current); err != nil {
+			return 0, 0, fmt.Errorf("pgstore: read the schema version of %q: %w", s.opts.Schema, err)
+		}
+	}
+	return current, len(steps), nil
+}

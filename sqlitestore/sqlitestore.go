@@ -70,6 +70,13 @@ type Options struct {
 	// mode a process crash loses nothing, a power cut may lose the last
 	// commits but never corrupts) or "FULL" (every commit is fsynced).
 	Synchronous string
+	// ReadOnly opens the database for reading only: nothing is written to
+	// the file (no schema is created or upgraded, every write fails). A
+	// file the process may not write is opened as immutable, so no other
+	// process may change it meanwhile (SQLite then skips locking). A database
+	// whose schema is missing or older than this build fails Open with an
+	// error that says to migrate it. For tools that inspect a store.
+	ReadOnly bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -145,6 +152,11 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 			return nil, fmt.Errorf("%w: sqlitestore: directory %s of %s does not exist; create it first", flux.ErrStoreUnavailable, dir, path)
 		}
 	}
+	if o.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("sqlitestore: open %s read-only: %w", path, err)
+		}
+	}
 	wdb, err := sql.Open("sqlite", dsn(path, o, false))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
@@ -154,7 +166,12 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
 	s := &Store{path: path, opts: o, wdb: wdb}
-	if err := s.Migrate(ctx); err != nil {
+	if o.ReadOnly {
+		err = s.checkSchema(ctx)
+	} else {
+		err = s.Migrate(ctx)
+	}
+	if err != nil {
 		wdb.Close()
 		return nil, err
 	}
@@ -170,9 +187,49 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
+// ErrNotMigrated is returned by Open with Options.ReadOnly for a database
+// whose schema is missing or older than this build's.
+var ErrNotMigrated = errors.New("sqlitestore: the event store schema is missing or out of date")
+
+// checkSchema fails unless the schema is current (read-only opens).
+func (s *Store) checkSchema(ctx context.Context) error {
+	var current int
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return interpretError(fmt.Errorf("sqlitestore: open %s read-only: read schema version: %w", s.path, err))
+	}
+	switch {
+	case current > len(migrations):
+		return fmt.Errorf("sqlitestore: %s has schema version %d, newer than this build knows (%d); upgrade FluxCapacitor", s.path, current, len(migrations))
+	case current == 0:
+		return fmt.Errorf("%w: %s holds no event store (schema version 0); migrate it first", ErrNotMigrated, s.path)
+	case current < len(migrations):
+		return fmt.Errorf("%w: %s has schema version %d, this build needs %d; migrate it first", ErrNotMigrated, s.path, current, len(migrations))
+	}
+	s.recordMigration(current, Migration{})
+	return nil
+}
+
+// writable reports whether the process may open path for writing.
+func writable(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
 func dsn(path string, o Options, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)+")")
+	if o.ReadOnly {
+		q.Set("mode", "ro")
+		if !writable(path) {
+			q.Set("immutable", "1")
+		}
+		q.Add("_pragma", "query_only(ON)")
+		return "file:" + path + "?" + q.Encode()
+	}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+strings.ToUpper(o.Synchronous)+")")
 	q.Add("_pragma", "foreign_keys(ON)")

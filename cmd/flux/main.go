@@ -1,21 +1,16 @@
 // Command flux operates, inspects and time-travels FluxCapacitor event
-// stores, and runs a demo of the framework on the embedded SQLite store.
+// stores of any application, and runs a demo of the framework on the
+// embedded SQLite store.
 //
 //	go run ./cmd/flux demo
 //
-// Run `flux help` for the commands.
+// Run `flux help` for the commands. It reads stores without knowing their
+// event types (payloads as stored); an application builds its own flux,
+// which knows them, with package fluxcli.
 package main
 
-import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/fluxcapacitor/flux/cmd/flux/fluxcli"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	fluxcli.Run(fluxcli.Config{Commands: map[string]fluxcli.Command{"demo": fluxcli.Demo()}})
 }
