@@ -677,12 +677,12 @@ func TestQueryBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen atomic.Int64
-	qb := flux.NewQueryBus(func(next flux.Handler) flux.Handler {
+	qb := flux.NewQueryBus(flux.QueryBusConfig{Middleware: []flux.Middleware{func(next flux.Handler) flux.Handler {
 		return flux.HandlerFunc(func(ctx context.Context, m *flux.Message) (any, error) {
 			seen.Add(1)
 			return next.Handle(ctx, m)
 		})
-	})
+	}}})
 	if err := flux.HandleQuery(qb, func(ctx context.Context, q CountQuery) (int, error) {
 		c, err := flux.Load[*Counter](ctx, a.repo, q.ID)
 		if err != nil {
