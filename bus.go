@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // Errors of the buses.
@@ -363,6 +363,17 @@ func (b *CommandBus) unitOfWork(next Handler) Handler {
 	})
 }
 
+// QueryBusConfig configures a QueryBus. Every field is optional.
+type QueryBusConfig struct {
+	// Middleware wraps every dispatch, outermost first (e.g. Logging).
+	// Default: none.
+	Middleware []Middleware
+	// NewID returns message IDs. Default: UUIDv7.
+	NewID func() string
+	// Observer is told of every query (see Observer). Default: none.
+	Observer Observer
+}
+
 // QueryBus dispatches queries to one handler each, through middleware. It
 // is safe for concurrent use.
 type QueryBus struct {
@@ -372,17 +383,17 @@ type QueryBus struct {
 	obs    Observer
 }
 
-// NewQueryBus returns a query bus whose dispatches run through middleware,
-// outermost first.
-func NewQueryBus(middleware ...Middleware) *QueryBus {
-	g := new(uuid.Generator)
-	b := &QueryBus{newID: g.New}
-	b.chain = chain(HandlerFunc(b.route), middleware)
+// NewQueryBus returns a query bus configured by cfg; like NewCommandBus it
+// takes a config struct, whose zero value is ready to use.
+func NewQueryBus(cfg QueryBusConfig) *QueryBus {
+	b := &QueryBus{newID: cfg.NewID, obs: cfg.Observer}
+	if b.newID == nil {
+		g := new(uuid.Generator)
+		b.newID = g.New
+	}
+	b.chain = chain(HandlerFunc(b.route), cfg.Middleware)
 	return b
 }
-
-// SetObserver makes the bus report queries to obs (see Observer).
-func (b *QueryBus) SetObserver(obs Observer) { b.obs = obs }
 
 // HandleQuery registers fn as the handler of queries of type Q. A second
 // handler for Q is an error matching ErrDuplicateHandler.

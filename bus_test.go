@@ -391,7 +391,10 @@ func TestUnitOfWork(t *testing.T) {
 		before := a.count(t)
 		// Another writer changes b while the handler runs.
 		var once sync.Once
-		bus, _ := flux.NewCommandBus(flux.CommandBusConfig{Repository: a.repo})
+		bus, err := flux.NewCommandBus(flux.CommandBusConfig{Repository: a.repo})
+		if err != nil {
+			t.Fatal(err)
+		}
 		_ = flux.HandleCommand(bus, func(ctx context.Context, c IncrementTwo) error {
 			for _, id := range []string{c.A, c.B} {
 				ctr, err := flux.Load[*Counter](ctx, a.repo, id)
@@ -407,7 +410,7 @@ func TestUnitOfWork(t *testing.T) {
 			})
 			return nil
 		})
-		err := bus.Dispatch(ctx, IncrementTwo{A: "a", B: "b"})
+		err = bus.Dispatch(ctx, IncrementTwo{A: "a", B: "b"})
 		if !errors.Is(err, flux.ErrConcurrencyConflict) {
 			t.Fatalf("err = %v", err)
 		}
@@ -674,12 +677,12 @@ func TestQueryBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen atomic.Int64
-	qb := flux.NewQueryBus(func(next flux.Handler) flux.Handler {
+	qb := flux.NewQueryBus(flux.QueryBusConfig{Middleware: []flux.Middleware{func(next flux.Handler) flux.Handler {
 		return flux.HandlerFunc(func(ctx context.Context, m *flux.Message) (any, error) {
 			seen.Add(1)
 			return next.Handle(ctx, m)
 		})
-	})
+	}}})
 	if err := flux.HandleQuery(qb, func(ctx context.Context, q CountQuery) (int, error) {
 		c, err := flux.Load[*Counter](ctx, a.repo, q.ID)
 		if err != nil {

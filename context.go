@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"unicode"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 type ctxKey int

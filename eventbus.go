@@ -72,7 +72,9 @@ type EventBus struct {
 
 var _ Publisher = (*EventBus)(nil)
 
-// NewEventBus returns an empty event bus.
+// NewEventBus returns an empty event bus. It takes no config: its
+// handlers are registered with OnEvent and OnAnyEvent, and it is
+// given to a repository as Config.Publisher.
 func NewEventBus() *EventBus {
 	return &EventBus{handlers: make(map[reflect.Type][]func(context.Context, any) error)}
 }

@@ -31,11 +31,17 @@ func (l *Ledger) RestoreSnapshot(decode func(any) error) error { return decode(l
 // start from the newest snapshot and replay only the events after it.
 func ExampleSnapshots() {
 	ctx := context.Background()
-	reg, _ := flux.NewRegistry(flux.AggregateType("Ledger", func() *Ledger { return new(Ledger) },
+	reg, err := flux.NewRegistry(flux.AggregateType("Ledger", func() *Ledger { return new(Ledger) },
 		flux.EventType[Booked]("Booked", 1),
 		flux.Snapshots(flux.SnapshotPolicy{Every: 10, Keep: 2}),
 	))
-	repo, _ := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: reg})
+	if err != nil {
+		panic(err)
+	}
+	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: reg})
+	if err != nil {
+		panic(err)
+	}
 
 	l := new(Ledger)
 	l.SetID("ledger-1")

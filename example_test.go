@@ -90,7 +90,10 @@ func Example() {
 		return
 	}
 
-	user, _ := RegisterUser("user-1", "ada@example.com", "Ada")
+	user, err := RegisterUser("user-1", "ada@example.com", "Ada")
+	if err != nil {
+		panic(err)
+	}
 	_ = user.Rename("Ada Lovelace")
 	if err := repo.Save(ctx, user); err != nil {
 		fmt.Println(err)
@@ -109,10 +112,19 @@ func Example() {
 // Save several aggregates in one atomic transaction.
 func ExampleRepository_Save() {
 	ctx := context.Background()
-	repo, _ := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: newRegistry()})
+	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: newRegistry()})
+	if err != nil {
+		panic(err)
+	}
 
-	ada, _ := RegisterUser("user-1", "ada@example.com", "Ada")
-	bob, _ := RegisterUser("user-2", "bob@example.com", "Bob")
+	ada, err := RegisterUser("user-1", "ada@example.com", "Ada")
+	if err != nil {
+		panic(err)
+	}
+	bob, err := RegisterUser("user-2", "bob@example.com", "Bob")
+	if err != nil {
+		panic(err)
+	}
 	if err := repo.Save(ctx, ada, bob); err != nil {
 		fmt.Println(err)
 		return
@@ -133,13 +145,19 @@ func ExampleRepository_Save() {
 func ExampleLoadAt() {
 	ctx := context.Background()
 	start := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
-	repo, _ := flux.NewRepository(flux.Config{
+	repo, err := flux.NewRepository(flux.Config{
 		Store:    memstore.New(),
 		Registry: newRegistry(),
 		Clock:    steppingClock(start), // 09:00, 10:00, 11:00...
 	})
+	if err != nil {
+		panic(err)
+	}
 
-	user, _ := RegisterUser("user-1", "ada@example.com", "Ada")
+	user, err := RegisterUser("user-1", "ada@example.com", "Ada")
+	if err != nil {
+		panic(err)
+	}
 	_ = repo.Save(ctx, user) // at 09:00
 	_ = user.Rename("Ada Byron")
 	_ = repo.Save(ctx, user) // at 10:00
@@ -152,7 +170,7 @@ func ExampleLoadAt() {
 	fmt.Printf("at 10:30: %s (version %d)\n", then.Name, then.Version())
 	fmt.Printf("now:      %s (version %d)\n", now.Name, now.Version())
 
-	_, err := flux.LoadAt[*User](ctx, repo, "user-1", start.Add(-time.Minute))
+	_, err = flux.LoadAt[*User](ctx, repo, "user-1", start.Add(-time.Minute))
 	fmt.Println("before it existed:", errors.Is(err, flux.ErrAggregateNotFound))
 	// Output:
 	// at 10:30: Ada Byron (version 2)
@@ -164,8 +182,14 @@ func ExampleLoadAt() {
 // ConflictError, and reloading gives the writer the winner's state.
 func ExampleConflictError() {
 	ctx := context.Background()
-	repo, _ := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: newRegistry()})
-	user, _ := RegisterUser("user-1", "ada@example.com", "Ada")
+	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: newRegistry()})
+	if err != nil {
+		panic(err)
+	}
+	user, err := RegisterUser("user-1", "ada@example.com", "Ada")
+	if err != nil {
+		panic(err)
+	}
 	_ = repo.Save(ctx, user)
 
 	first, _ := flux.Load[*User](ctx, repo, "user-1")
@@ -174,7 +198,7 @@ func ExampleConflictError() {
 	_ = second.Rename("Countess of Lovelace")
 	fmt.Println("first save:", repo.Save(ctx, first))
 
-	err := repo.Save(ctx, second)
+	err = repo.Save(ctx, second)
 	var conflict *flux.ConflictError
 	if errors.As(err, &conflict) {
 		fmt.Printf("second save: conflict on %s, expected version %v, actual %d\n",
@@ -197,8 +221,14 @@ func ExampleConflictError() {
 func ExampleRepository_Events() {
 	ctx := context.Background()
 	start := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
-	repo, _ := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: newRegistry(), Clock: steppingClock(start)})
-	user, _ := RegisterUser("user-1", "ada@example.com", "Ada")
+	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: newRegistry(), Clock: steppingClock(start)})
+	if err != nil {
+		panic(err)
+	}
+	user, err := RegisterUser("user-1", "ada@example.com", "Ada")
+	if err != nil {
+		panic(err)
+	}
 	_ = repo.Save(ctx, user)
 	for _, name := range []string{"Ada Byron", "Ada King", "Ada Lovelace"} {
 		_ = user.Rename(name)

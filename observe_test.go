@@ -67,7 +67,10 @@ func TestObserverSeesCommandsSavesAppendsLoadsAndUpcasts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus, _ := flux.NewCommandBus(flux.CommandBusConfig{Repository: repo})
+	bus, err := flux.NewCommandBus(flux.CommandBusConfig{Repository: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = flux.HandleCommand(bus, func(ctx context.Context, c Increment) error {
 		ctr, err := flux.Load[*Counter](ctx, repo, c.ID)
 		if err != nil {

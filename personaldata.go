@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // ErrSubjectForgotten is matched by errors about a data subject that was

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/fluxcapacitor/flux/internal/uuid"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // Config configures a Repository. Store and Registry are required; every
@@ -702,25 +702,6 @@ func (r *Repository) noticePII(ctx context.Context, op, event string, err error)
 
 func snapshotScope(streamID string, version int64) string {
 	return "snapshot:" + streamID + "@" + strconv.FormatInt(version, 10)
-}
-
-// Envelope is a stored event decoded into its Go type, with the record it
-// was read from.
-type Envelope struct {
-	// Record is the event as stored: its payload is the stored JSON
-	// (personal data encrypted), its EventName and EventVersion those it
-	// was written with.
-	Record
-	// Event is a value of the event's registered Go type, upcast to the
-	// current version.
-	Event any
-	// Name and Version are Event's registered name and schema version;
-	// they differ from Record's after an upcast or rename.
-	Name    string
-	Version int
-	// Forgotten lists the personal-data fields of Event whose subject was
-	// forgotten: they hold replacement values.
-	Forgotten []string
 }
 
 // EventsOptions filter Repository.Events. The zero value reads the whole

@@ -39,7 +39,10 @@ func TestSaveAndLoad(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	repo, _ := newRepo(t)
-	u, _ := RegisterUser("u1", "ada@example.com", "Ada")
+	u, err := RegisterUser("u1", "ada@example.com", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = u.Rename("Ada King")
 	if err := repo.Save(ctx, u); err != nil {
 		t.Fatal(err)
@@ -79,11 +82,14 @@ func TestLoadErrors(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	repo, store := newRepo(t)
-	u, _ := RegisterUser("u1", "ada@example.com", "Ada")
+	u, err := RegisterUser("u1", "ada@example.com", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := repo.Save(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	_, err := flux.Load[*User](ctx, repo, "ghost")
+	_, err = flux.Load[*User](ctx, repo, "ghost")
 	if !errors.Is(err, flux.ErrAggregateNotFound) || !strings.Contains(err.Error(), `User "ghost"`) {
 		t.Fatalf("missing: err = %v", err)
 	}
@@ -135,13 +141,22 @@ func TestSaveRejectsBadAggregates(t *testing.T) {
 	repo, store := newRepo(t)
 	noID := new(User)
 	flux.Raise(noID, UserRegistered{Email: "x@example.com"})
-	unregEvent, _ := RegisterUser("u2", "b@example.com", "B")
+	unregEvent, err := RegisterUser("u2", "b@example.com", "B")
+	if err != nil {
+		t.Fatal(err)
+	}
 	flux.Raise(unregEvent, OtherHappened{})
-	foreignEvent, _ := RegisterUser("u3", "c@example.com", "C")
+	foreignEvent, err := RegisterUser("u3", "c@example.com", "C")
+	if err != nil {
+		t.Fatal(err)
+	}
 	other := new(Other)
 	other.SetID("o1")
 	flux.Raise(other, UserRenamed{Name: "x"})
-	dup, _ := RegisterUser("u4", "d@example.com", "D")
+	dup, err := RegisterUser("u4", "d@example.com", "D")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var nilUser *User
 
 	cases := []struct {
@@ -176,8 +191,14 @@ func TestMultiAggregateSaveIsAtomic(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	repo, _ := newRepo(t)
-	a, _ := RegisterUser("a", "a@example.com", "A")
-	b, _ := RegisterUser("b", "b@example.com", "B")
+	a, err := RegisterUser("a", "a@example.com", "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := RegisterUser("b", "b@example.com", "B")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := repo.Save(ctx, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +211,7 @@ func TestMultiAggregateSaveIsAtomic(t *testing.T) {
 
 	_ = a.Rename("A2")
 	_ = staleB.Rename("B3")
-	err := repo.Save(ctx, a, staleB)
+	err = repo.Save(ctx, a, staleB)
 	var ce *flux.ConflictError
 	if !errors.As(err, &ce) || ce.StreamID != "b" || ce.Expected != 1 || ce.Actual != 2 {
 		t.Fatalf("err = %v, want conflict on b expected 1 actual 2", err)
@@ -210,13 +231,19 @@ func TestSaveStampsMetadataFromContext(t *testing.T) {
 	ctx := flux.WithRequestID(t.Context(), "req-42")
 	ctx = flux.WithCausationID(ctx, "cmd-7")
 	ctx = flux.WithMetadata(ctx, "tenant", "acme")
-	u, _ := RegisterUser("u1", "a@example.com", "A")
+	u, err := RegisterUser("u1", "a@example.com", "A")
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = u.Rename("B")
 	if err := repo.Save(ctx, u); err != nil {
 		t.Fatal(err)
 	}
 	// Without any IDs: the default request ID, correlation = first event ID.
-	v, _ := RegisterUser("u2", "b@example.com", "B")
+	v, err := RegisterUser("u2", "b@example.com", "B")
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = v.Rename("C")
 	if err := repo.Save(t.Context(), v); err != nil {
 		t.Fatal(err)
@@ -244,7 +271,10 @@ func TestSaveStampsMetadataFromContext(t *testing.T) {
 		t.Fatal("events of one save have different times")
 	}
 	// An explicit correlation ID wins.
-	w, _ := RegisterUser("u3", "c@example.com", "C")
+	w, err := RegisterUser("u3", "c@example.com", "C")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cctx := flux.WithCorrelationID(ctx, "corr-9")
 	if err := repo.Save(cctx, w); err != nil {
 		t.Fatal(err)
@@ -297,7 +327,10 @@ func TestEventsFilters(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	repo, _ := newRepo(t)
-	u, _ := RegisterUser("u1", "a@example.com", "A")
+	u, err := RegisterUser("u1", "a@example.com", "A")
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = repo.Save(ctx, u)
 	_ = u.Rename("B")
 	_ = u.Rename("C")

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/memstore"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // The PHP library's example: UserRegistered v1 -> v2 adds phoneNumber with a

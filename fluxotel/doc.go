@@ -3,7 +3,7 @@
 // NewPrometheus, for a scrape endpoint) and set it in flux.Config.Observer;
 // the repository, the command buses over it and the projection runners
 // over it then report to it. Query buses report once given it with
-// QueryBus.SetObserver, and projection lag once a runner is passed to
+// flux.QueryBusConfig.Observer, and projection lag once a runner is passed to
 // ObserveRunner.
 //
 //	obs, err := fluxotel.New(fluxotel.Config{}) // the global providers

@@ -65,7 +65,10 @@ func TestTraceMetadata(t *testing.T) {
 	tel := newTelemetry(t, fluxotel.Config{})
 	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
 	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
-	ts, _ := trace.ParseTraceState("vendor=abc")
+	ts, err := trace.ParseTraceState("vendor=abc")
+	if err != nil {
+		t.Fatal(err)
+	}
 	remote := func(flags trace.TraceFlags, state trace.TraceState) context.Context {
 		return trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: state, Remote: true}))
@@ -199,7 +202,10 @@ func TestErrorMessages(t *testing.T) {
 			t.Parallel()
 			tel := newTelemetry(t, fluxotel.Config{RecordErrorMessages: c.record, Clock: stepClock()})
 			e := newEnv(t, tel.obs)
-			bus, _ := flux.NewCommandBus(flux.CommandBusConfig{Repository: e.repo})
+			bus, err := flux.NewCommandBus(flux.CommandBusConfig{Repository: e.repo})
+			if err != nil {
+				t.Fatal(err)
+			}
 			_ = flux.HandleCommand(bus, func(context.Context, UpdateProfile) error { return c.err })
 			if err := bus.Dispatch(t.Context(), UpdateProfile{ID: "m1", Email: email}); !errors.Is(err, c.err) {
 				t.Fatalf("dispatch: %v", err)

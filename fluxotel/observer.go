@@ -68,7 +68,7 @@ const (
 
 // Observer implements flux.Observer with OpenTelemetry traces and metrics.
 // It is safe for concurrent use. Build it with New and set it in
-// flux.Config.Observer (and QueryBus.SetObserver for queries).
+// flux.Config.Observer (and flux.QueryBusConfig.Observer for queries).
 type Observer struct {
 	cfg    Config
 	stamp  bool // a Clock was configured: stamp spans with it

@@ -73,8 +73,7 @@ func TestScenario(t *testing.T) {
 	}
 
 	// A query loading from the snapshot plus one event.
-	qbus := flux.NewQueryBus()
-	qbus.SetObserver(tel.obs)
+	qbus := flux.NewQueryBus(flux.QueryBusConfig{Observer: tel.obs})
 	if err := flux.HandleQuery(qbus, func(ctx context.Context, q Points) (int, error) {
 		m, err := flux.Load[*Member](ctx, e.repo, q.ID)
 		if err != nil {

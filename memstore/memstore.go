@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/wake"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/wake"
 )
 
 // Store is an in-memory event store. It is safe for concurrent use. The

@@ -5,26 +5,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/storetest/storebench"
 )
 
-// BenchmarkLoadSnapshots: see storetest.BenchLoadSnapshots.
+// BenchmarkLoadSnapshots: see storebench.LoadSnapshots.
 func BenchmarkLoadSnapshots(b *testing.B) {
 	s, _, _ := benchStore(b)
-	storetest.BenchLoadSnapshots(b, s)
+	storebench.LoadSnapshots(b, s)
 }
 
-// BenchmarkCatchUp: see storetest.BenchCatchUp. The log holds 1,000,000
+// BenchmarkCatchUp: see storebench.CatchUp. The log holds 1,000,000
 // events (FLUX_BENCH_CATCHUP_EVENTS changes it); the raw side is one
 // database/sql SELECT of the same rows in position order, on a pool with
 // the store's settings.
 //
 //	cd mysqlstore && FLUX_TEST_MYSQL_DSN=... go test -run '^$' -bench CatchUp -benchtime 1x -count 3 -timeout 30m . | (cd .. && go run ./internal/benchratio)
 func BenchmarkCatchUp(b *testing.B) {
-	events := storetest.CatchUpEvents(b)
+	events := storebench.CatchUpEvents(b)
 	s, _, dsn := benchStore(b)
 	db := rawDB(b, dsn)
-	storetest.BenchCatchUp(b, s, events, func(ctx context.Context, upTo int64) (int, error) {
+	storebench.CatchUp(b, s, events, func(ctx context.Context, upTo int64) (int, error) {
 		rows, err := db.QueryContext(ctx, selectColumns+` WHERE id <= ? ORDER BY id`, upTo)
 		if err != nil {
 			return 0, err
@@ -46,8 +46,8 @@ func BenchmarkCatchUp(b *testing.B) {
 	})
 }
 
-// BenchmarkLiveLatency: see storetest.BenchLiveLatency.
+// BenchmarkLiveLatency: see storebench.LiveLatency.
 func BenchmarkLiveLatency(b *testing.B) {
 	s, _, _ := benchStore(b)
-	storetest.BenchLiveLatency(b, s)
+	storebench.LiveLatency(b, s)
 }

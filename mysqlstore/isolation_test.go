@@ -42,7 +42,7 @@ func dsnWithIsolation(t testing.TB, level string) string {
 // The suite on a DSN that sets READ UNCOMMITTED: Open pins the sessions it
 // uses to REPEATABLE READ, so no reader sees an uncommitted append.
 func TestConformanceWithReadUncommittedDSN(t *testing.T) {
-	mysqlstore.ServerDSN(t)
+	mysqlstore.AdminDB(t, mysqlstore.ServerDSN(t)) // shared by the whole binary: opened before the suite's goroutine-leak check
 	storetest.Run(t, storetest.Harness{
 		Short: true,
 		New: func(t *testing.T) flux.EventStore {
@@ -58,7 +58,7 @@ func TestConformanceWithReadUncommittedDSN(t *testing.T) {
 
 // The suite on a DSN that sets SERIALIZABLE.
 func TestConformanceWithSerializableDSN(t *testing.T) {
-	mysqlstore.ServerDSN(t)
+	mysqlstore.AdminDB(t, mysqlstore.ServerDSN(t)) // shared by the whole binary: opened before the suite's goroutine-leak check
 	storetest.Run(t, storetest.Harness{
 		Short: true,
 		New: func(t *testing.T) flux.EventStore {

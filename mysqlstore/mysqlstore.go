@@ -18,8 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/wake"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/wake"
 	"github.com/go-sql-driver/mysql"
 )
 

@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/mysqlstore"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/uuid"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -54,7 +54,7 @@ func readStream(t testing.TB, s flux.EventStore, id string) []flux.Record {
 }
 
 func TestConformance(t *testing.T) {
-	mysqlstore.ServerDSN(t)
+	mysqlstore.AdminDB(t, mysqlstore.ServerDSN(t)) // shared by the whole binary: opened before the suite's goroutine-leak check
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) flux.EventStore { return openTemp(t, nil) },
 	})
@@ -63,7 +63,7 @@ func TestConformance(t *testing.T) {
 // The suite again, on a pool the caller opened (New): appends then run in
 // ordinary database/sql transactions.
 func TestConformanceOnTheCallersPool(t *testing.T) {
-	mysqlstore.ServerDSN(t)
+	mysqlstore.AdminDB(t, mysqlstore.ServerDSN(t)) // shared by the whole binary: opened before the suite's goroutine-leak check
 	storetest.Run(t, storetest.Harness{
 		Short: true,
 		New:   func(t *testing.T) flux.EventStore { return openOnCallersPool(t) },
@@ -71,7 +71,7 @@ func TestConformanceOnTheCallersPool(t *testing.T) {
 }
 
 func TestProjectTx(t *testing.T) {
-	mysqlstore.ServerDSN(t)
+	mysqlstore.AdminDB(t, mysqlstore.ServerDSN(t)) // shared by the whole binary: opened before the suite's goroutine-leak check
 	storetest.RunProjectTx(t, storetest.TxHarness[*sql.Tx]{
 		New: func(t *testing.T) (projection.TxStore[*sql.Tx], projection.CheckpointStore) {
 			s := openTemp(t, nil)

@@ -53,6 +53,7 @@ func AdminDB(t testing.TB, dsn string) *sql.DB {
 	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(0) // no idle connection (and its driver goroutine) outlives a test: storetest checks for leaks
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {

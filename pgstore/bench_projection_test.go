@@ -5,24 +5,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/storetest/storebench"
 )
 
-// BenchmarkLoadSnapshots: see storetest.BenchLoadSnapshots.
+// BenchmarkLoadSnapshots: see storebench.LoadSnapshots.
 func BenchmarkLoadSnapshots(b *testing.B) {
-	storetest.BenchLoadSnapshots(b, openTest(b, nil))
+	storebench.LoadSnapshots(b, openTest(b, nil))
 }
 
-// BenchmarkCatchUp: see storetest.BenchCatchUp. The log holds 1,000,000
+// BenchmarkCatchUp: see storebench.CatchUp. The log holds 1,000,000
 // events (FLUX_BENCH_CATCHUP_EVENTS changes it); the raw side is one pgx
 // SELECT of the same rows in position order, streamed.
 //
 //	cd pgstore && FLUX_TEST_POSTGRES_DSN=... go test -run '^$' -bench CatchUp -benchtime 1x -count 3 -timeout 30m . | (cd .. && go run ./internal/benchratio)
 func BenchmarkCatchUp(b *testing.B) {
-	events := storetest.CatchUpEvents(b)
+	events := storebench.CatchUpEvents(b)
 	s := openTest(b, nil)
 	table := eventsTable(s)
-	storetest.BenchCatchUp(b, s, events, func(ctx context.Context, upTo int64) (int, error) {
+	storebench.CatchUp(b, s, events, func(ctx context.Context, upTo int64) (int, error) {
 		rows, err := s.Pool().Query(ctx, `SELECT id, aggregate_id, version, aggregate_type, event_id, event_name, event_version, payload, metadata, occurred_on, request_id, correlation_id, causation_id FROM `+
 			table+` WHERE id <= $1 ORDER BY id`, upTo)
 		if err != nil {
@@ -45,10 +45,10 @@ func BenchmarkCatchUp(b *testing.B) {
 	})
 }
 
-// BenchmarkLiveLatency: see storetest.BenchLiveLatency; the projection is
+// BenchmarkLiveLatency: see storebench.LiveLatency; the projection is
 // woken by LISTEN/NOTIFY.
 //
 //	cd pgstore && FLUX_TEST_POSTGRES_DSN=... go test -run '^$' -bench LiveLatency -benchtime 2000x -count 3 .
 func BenchmarkLiveLatency(b *testing.B) {
-	storetest.BenchLiveLatency(b, openTest(b, nil))
+	storebench.LiveLatency(b, openTest(b, nil))
 }

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pgstore"
+	"github.com/fluxcapacitor/flux/uuid"
 	"github.com/jackc/pgx/v5"
 )
 

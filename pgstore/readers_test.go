@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
 	"github.com/fluxcapacitor/flux/pgstore"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 // Readers make progress while appends queue on the log head: one append

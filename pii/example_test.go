@@ -39,9 +39,12 @@ func ExampleNew() {
 		fmt.Println(err)
 		return
 	}
-	reg, _ := flux.NewRegistry(flux.AggregateType("Subscriber", func() *Subscriber { return new(Subscriber) },
+	reg, err := flux.NewRegistry(flux.AggregateType("Subscriber", func() *Subscriber { return new(Subscriber) },
 		flux.EventType[SubscriberJoined]("SubscriberJoined", 1),
 	))
+	if err != nil {
+		panic(err)
+	}
 	repo, err := flux.NewRepository(flux.Config{Store: store, Registry: reg, Protector: protector})
 	if err != nil {
 		fmt.Println(err)

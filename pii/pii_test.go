@@ -225,7 +225,10 @@ func TestCiphertextIsBoundToSubjectEventAndField(t *testing.T) {
 	e := newEnv(t, nil, secret, pii.Config{})
 	signUp(t, e, "u1")
 	orig := storedPayloads(t, e.store)[0]
-	obj, _ := flux.ParsePayload(orig)
+	obj, err := flux.ParsePayload(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
 	email, _ := obj.Raw("email")
 	phone, _ := obj.Raw("phone")
 
@@ -236,13 +239,19 @@ func TestCiphertextIsBoundToSubjectEventAndField(t *testing.T) {
 	}{
 		{"copied to another event", func() []byte { return orig }, "u1"},
 		{"copied to another field", func() []byte {
-			o, _ := flux.ParsePayload(orig)
+			o, err := flux.ParsePayload(orig)
+			if err != nil {
+				t.Fatal(err)
+			}
 			o.SetRaw("phone", email)
 			o.SetRaw("email", phone)
 			return o.Bytes()
 		}, "u1"},
 		{"copied to another subject", func() []byte {
-			o, _ := flux.ParsePayload(orig)
+			o, err := flux.ParsePayload(orig)
+			if err != nil {
+				t.Fatal(err)
+			}
 			_ = o.Set("userId", "u9")
 			return o.Bytes()
 		}, "u9"},
@@ -905,7 +914,10 @@ func TestIdempotencyRecordsEncryptPersonalResults(t *testing.T) {
 	}
 	repo, err := flux.NewRepository(flux.Config{Store: memstore.New(), Registry: reg})
 	if err == nil {
-		plain, _ := flux.NewCommandBus(flux.CommandBusConfig{Repository: repo})
+		plain, berr := flux.NewCommandBus(flux.CommandBusConfig{Repository: repo})
+		if berr != nil {
+			t.Fatal(berr)
+		}
 		err = flux.HandleCommandResult(plain, func(context.Context, SignUp) (SignedUp, error) { return SignedUp{}, nil })
 	}
 	if !errors.Is(err, flux.ErrPersonalData) {

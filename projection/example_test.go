@@ -23,11 +23,17 @@ func (*Order) Apply(any) {}
 // its checkpoint in the store and can rebuild it from the start.
 func ExampleNewRunner() {
 	ctx := context.Background()
-	reg, _ := flux.NewRegistry(flux.AggregateType("Order", func() *Order { return new(Order) },
+	reg, err := flux.NewRegistry(flux.AggregateType("Order", func() *Order { return new(Order) },
 		flux.EventType[ItemOrdered]("ItemOrdered", 1),
 	))
+	if err != nil {
+		panic(err)
+	}
 	store := memstore.New() // also the checkpoint store
-	repo, _ := flux.NewRepository(flux.Config{Store: store, Registry: reg})
+	repo, err := flux.NewRepository(flux.Config{Store: store, Registry: reg})
+	if err != nil {
+		panic(err)
+	}
 	for i, item := range []string{"tea", "cake", "tea"} {
 		o := new(Order)
 		o.SetID(fmt.Sprintf("order-%d", i+1))

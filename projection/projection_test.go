@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/memstore"
 	"github.com/fluxcapacitor/flux/projection"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 type Deposited struct {
@@ -200,7 +200,10 @@ func TestRunnerFollowsTheLogLive(t *testing.T) {
 	}
 	// A new runner resumes from the stored checkpoint: nothing twice.
 	deposit(t, repo, "c", 1000)
-	r2, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo})
+	r2, err := projection.NewRunner(projection.RunnerConfig{Repository: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = r2.Add(projection.New("balances", bal.handle, projection.Events("Deposited")))
 	if s := status(t, r2, "balances"); s.Position != 8 || s.LagEvents != 2 || s.Lag <= 0 {
 		t.Fatalf("status before restart = %+v", s)
@@ -224,7 +227,10 @@ func TestUndecodableEventsStopOrAreSkippedAndRecorded(t *testing.T) {
 			deposit(t, repo, "b", 10)
 			bal := newBalances()
 			other := newBalances()
-			r, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo, Undecodable: policy, MinBackoff: time.Millisecond})
+			r, err := projection.NewRunner(projection.RunnerConfig{Repository: repo, Undecodable: policy, MinBackoff: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
 			_ = r.Add(projection.New("balances", bal.handle))
 			_ = r.Add(projection.New("openings", other.handle, projection.Events("Opened")))
 			ctx, cancel := context.WithCancel(t.Context())
@@ -254,7 +260,10 @@ func TestFailingHandlerBacksOffAndRetries(t *testing.T) {
 	deposit(t, repo, "a", 1, 2, 3)
 	var calls atomic.Int64
 	bal := newBalances()
-	r, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond})
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: repo, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = r.Add(projection.New("flaky", func(ctx context.Context, e flux.Envelope) error {
 		if calls.Add(1) <= 5 {
 			return errors.New("read model database down")
@@ -275,7 +284,10 @@ func TestHeldTransactionDelaysButLosesNothing(t *testing.T) {
 	t.Parallel()
 	store, repo := setup(t)
 	bal := newBalances()
-	r, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo, PollInterval: 5 * time.Millisecond})
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: repo, PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = r.Add(projection.New("balances", bal.handle))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -325,7 +337,10 @@ func TestRebuildInPlaceAndBySwap(t *testing.T) {
 	}
 	// In place, with progress.
 	bal := newBalances()
-	r, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo, BatchSize: 7})
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: repo, BatchSize: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = r.Add(projection.New("balances", bal.handle, projection.OnReset(func(context.Context) error {
 		*bal = *newBalances()
 		return nil
@@ -347,10 +362,13 @@ func TestRebuildInPlaceAndBySwap(t *testing.T) {
 	// By swap: readers keep the complete old model until the new one is in.
 	sw := &swapModel{live: newBalances(), cps: repo.Store().(projection.CheckpointStore)}
 	sw.live.sum["stale"] = 1
-	r2, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo, BatchSize: 5})
+	r2, err := projection.NewRunner(projection.RunnerConfig{Repository: repo, BatchSize: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = r2.Add(sw)
 	var during []int
-	err := r2.RebuildSwap(ctx, "swapped", projection.ReplayOptions{Progress: func(p projection.Progress) {
+	err = r2.RebuildSwap(ctx, "swapped", projection.ReplayOptions{Progress: func(p projection.Progress) {
 		during = append(during, sw.read().total())
 	}})
 	if err != nil {
@@ -431,7 +449,10 @@ func TestRawProjectionsGetStoredRecordsEvenUndecodableOnes(t *testing.T) {
 	raw(t, store, "x", "Account", "NoSuchEvent", 1, `{}`)
 	raw(t, store, "old", "Account", "Deposited", 1, `{"amt":5}`)
 	rc := &rawCounter{}
-	r, _ := projection.NewRunner(projection.RunnerConfig{Repository: repo})
+	r, err := projection.NewRunner(projection.RunnerConfig{Repository: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = r.Add(rc)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/storetest/storebench"
 )
 
-// BenchmarkCatchUp: see storetest.BenchCatchUp (FLUX_BENCH_CATCHUP_EVENTS
+// BenchmarkCatchUp: see storebench.CatchUp (FLUX_BENCH_CATCHUP_EVENTS
 // changes the size of the log); the raw side is one
 // database/sql SELECT of the same rows in position order on the store's
 // read pool. Setting up the log takes a while.
@@ -21,7 +21,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	storetest.BenchCatchUp(b, s, storetest.CatchUpEvents(b), func(ctx context.Context, upTo int64) (int, error) {
+	storebench.CatchUp(b, s, storebench.CatchUpEvents(b), func(ctx context.Context, upTo int64) (int, error) {
 		rows, err := s.rdb.QueryContext(ctx, selectColumns+` WHERE id <= ? ORDER BY id`, upTo)
 		if err != nil {
 			return 0, err
@@ -43,10 +43,10 @@ func BenchmarkCatchUp(b *testing.B) {
 	})
 }
 
-// BenchmarkLiveLatency: see storetest.BenchLiveLatency.
+// BenchmarkLiveLatency: see storebench.LiveLatency.
 //
 //	go test -run '^$' -bench LiveLatency -benchtime 2000x ./sqlitestore
 func BenchmarkLiveLatency(b *testing.B) {
 	s, _ := benchRepo(b)
-	storetest.BenchLiveLatency(b, s)
+	storebench.LiveLatency(b, s)
 }

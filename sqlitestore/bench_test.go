@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pii"
-	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/storetest/storebench"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // The benchmarks compare the framework with the raw driver on the same
@@ -178,7 +178,7 @@ func benchmarkLoad(b *testing.B, events int) {
 func BenchmarkLoad100(b *testing.B)   { benchmarkLoad(b, 100) }
 func BenchmarkLoad10000(b *testing.B) { benchmarkLoad(b, 10000) }
 
-// BenchmarkLoadSnapshots: see storetest.BenchLoadSnapshots.
+// BenchmarkLoadSnapshots: see storebench.LoadSnapshots.
 //
 //	go test -run '^$' -bench LoadSnapshots -count 6 ./sqlitestore | go run ./internal/benchratio
 func BenchmarkLoadSnapshots(b *testing.B) {
@@ -187,7 +187,7 @@ func BenchmarkLoadSnapshots(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	storetest.BenchLoadSnapshots(b, s)
+	storebench.LoadSnapshots(b, s)
 }
 
 // Profile events: the same four fields, marked as personal data or not.

@@ -51,7 +51,10 @@ func ExampleOpen() {
 		fmt.Println(err)
 		return
 	}
-	repo, _ := flux.NewRepository(flux.Config{Store: store, Registry: reg})
+	repo, err := flux.NewRepository(flux.Config{Store: store, Registry: reg})
+	if err != nil {
+		panic(err)
+	}
 	n := new(Notebook)
 	n.SetID("notebook-1")
 	flux.Raise(n, NoteTaken{Text: "buy milk"})
@@ -69,7 +72,10 @@ func ExampleOpen() {
 		return
 	}
 	defer store.Close()
-	repo, _ = flux.NewRepository(flux.Config{Store: store, Registry: reg})
+	repo, err = flux.NewRepository(flux.Config{Store: store, Registry: reg})
+	if err != nil {
+		panic(err)
+	}
 	loaded, err := flux.Load[*Notebook](ctx, repo, "notebook-1")
 	if err != nil {
 		fmt.Println(err)

@@ -50,8 +50,8 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
-	"github.com/fluxcapacitor/flux/internal/wake"
+	"github.com/fluxcapacitor/flux/txhook"
+	"github.com/fluxcapacitor/flux/wake"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )

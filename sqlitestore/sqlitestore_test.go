@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pii/piitest"
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/sqlitestore"
 	"github.com/fluxcapacitor/flux/storetest"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 var ids uuid.Generator

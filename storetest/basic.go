@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 func testRoundTrip(t *testing.T, h Harness) {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 // brokenStore is how an event store goes wrong: positions from a sequence
@@ -142,6 +142,13 @@ func TestBrokenBackend(t *testing.T) {
 		return &brokenStore{naivePositions: mode == "naive-positions", checkThenWrite: mode == "check-then-write"}
 	}, Short: true}
 	switch mode {
+	case "leaky-close":
+		checkGoroutines(t)
+		testRoundTrip(t, Harness{New: func(t *testing.T) flux.EventStore {
+			stop := make(chan struct{}) // never closed: Close forgets its goroutine
+			go func() { <-stop }()
+			return &brokenStore{}
+		}})
 	case "naive-positions":
 		testHeldTransaction(t, h)
 	case "check-then-write":
@@ -162,6 +169,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		"naive-positions":    "it was skipped",
 		"check-then-write":   "winners, want exactly 1",
 		"naive-subscription": "skipped events",
+		"leaky-close":        "goroutines started by the suite still run",
 	} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
@@ -175,5 +183,30 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 				t.Fatalf("the suite failed the %s store for another reason than %q:\n%s", mode, want, out)
 			}
 		})
+	}
+}
+
+// TestMissingCapabilitySkips: a store with only the EventStore methods
+// (brokenStore has nothing more) skips the cases of every optional
+// capability instead of failing them.
+func TestMissingCapabilitySkips(t *testing.T) {
+	h := Harness{New: func(t *testing.T) flux.EventStore { return &brokenStore{} }, Short: true}
+	for name, run := range map[string]func(*testing.T, Harness){
+		"snapshots":         testSnapshots,
+		"idempotency":       testIdempotency,
+		"keys":              testKeys,
+		"checkpoints":       testCheckpoints,
+		"inspector":         testInspector,
+		"backoff":           testBackoffResets,
+		"runners share one": testRunnersShareAProjection,
+	} {
+		var skipped bool
+		t.Run(name, func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			run(t, h)
+		})
+		if !skipped {
+			t.Errorf("%s: the case ran against a store without the capability", name)
+		}
 	}
 }

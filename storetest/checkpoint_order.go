@@ -404,6 +404,7 @@ func checkNoFailures(t *testing.T, runners []*projection.Runner, log *levels, sl
 // MinBackoff again, not 8x.
 func testBackoffResets(t *testing.T, h Harness) {
 	s := h.New(t)
+	as[projection.CheckpointStore](t, s, "projection.CheckpointStore") // the runner keeps its checkpoint there
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	appendTicks(t, s, "backoff", 3)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 // testRace: 16 writers race for the same next version of one stream, round

@@ -27,8 +27,10 @@ type TxHarness[Tx any] struct {
 
 // RunProjectTx checks a backend's projection.TxStore: the read-model write
 // and the checkpoint commit together or not at all, and two runners that
-// start from the same checkpoint cannot both commit.
+// start from the same checkpoint cannot both commit. Like Run, it fails
+// when goroutines it started outlive it.
 func RunProjectTx[Tx any](t *testing.T, h TxHarness[Tx]) {
+	checkGoroutines(t)
 	t.Run("read model and checkpoint commit together", func(t *testing.T) {
 		t.Parallel()
 		ts, cs := h.New(t)

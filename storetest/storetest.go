@@ -18,6 +18,27 @@
 //		})
 //	}
 //
+// # Capabilities
+//
+// Only the four methods of flux.EventStore are mandatory. The cases for an
+// optional capability — flux.SnapshotStore, flux.IdempotencyStore,
+// flux.Inspector, pii.KeyStore, projection.CheckpointStore — find it by type
+// assertion on the store New returns; when the store does not implement it,
+// they are skipped with the reason ("does not implement flux.SnapshotStore,
+// an optional capability"), so `go test -v` shows what a backend leaves out.
+// A backend that means to offer a capability should also assert it at
+// compile time (var _ flux.SnapshotStore = (*Store)(nil)), so losing it
+// fails the build rather than skipping cases.
+//
+// # Writing a backend outside this repository
+//
+// Everything the suite needs is public: a backend calls
+// txhook.BeforeCommit inside its append transaction, just before the
+// commit (the suite uses it to hold transactions open and to make commits
+// fail), and validates input with flux.ValidateAppend. The module
+// examples/minimalstore is such a backend, in its own module, on top of
+// memstore. Benchmark helpers live in storetest/storebench.
+//
 // New semantics of the contract are added here first, so every backend is
 // held to them.
 package storetest
@@ -50,12 +71,17 @@ func (h Harness) maxEventSize() int {
 	return flux.DefaultMaxEventSize
 }
 
-// Run runs the whole suite against the backend described by h.
+// Run runs the whole suite against the backend described by h. Cases for
+// an optional capability the store does not implement are skipped (see
+// Capabilities in the package documentation); every other case must pass.
+// When every case has finished and every store is closed, no goroutine
+// started during the suite may still be running.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.New == nil {
 		t.Fatal("storetest: Harness.New is nil")
 	}
+	checkGoroutines(t)
 	t.Run("append and read round trip", func(t *testing.T) { t.Parallel(); testRoundTrip(t, h) })
 	t.Run("expected version matrix", func(t *testing.T) { t.Parallel(); testExpectedVersionMatrix(t, h) })
 	t.Run("multi-stream append with one conflict writes nothing", func(t *testing.T) { t.Parallel(); testAtomicMultiStream(t, h) })

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
 	"github.com/fluxcapacitor/flux/projection"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 type tick struct {

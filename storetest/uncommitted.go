@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/txhook"
+	"github.com/fluxcapacitor/flux/txhook"
 )
 
 // testUncommittedInvisible: while an append is written but not committed,

@@ -136,7 +136,7 @@ func NewApp(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Queries = flux.NewQueryBus(flux.Logging(cfg.Logger))
+	a.Queries = flux.NewQueryBus(flux.QueryBusConfig{Middleware: []flux.Middleware{flux.Logging(cfg.Logger)}})
 	// E-mail addresses are personal: the registry's stream IDs are HMACs.
 	mac := hmac.New(sha256.New, cfg.Secret)
 	mac.Write([]byte("budget/email-registry"))

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/projection"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 // Deposited is the benchmark's event.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/fluxcapacitor/flux"
 	"github.com/fluxcapacitor/flux/examples/budget"
-	"github.com/fluxcapacitor/flux/internal/uuid"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
+	"github.com/fluxcapacitor/flux/uuid"
 )
 
 const demoSynopsis = `Runs a tour of FluxCapacitor on the embedded SQLite store, with the PHP

@@ -1,4 +1,12 @@
-package storetest
+// Package storebench holds the benchmarks shared by the event store
+// backends: every backend's bench_test.go calls them on its own store, so
+// the figures of the backends are measured the same way. Each reports a
+// baseline sub-benchmark ("baseline" or "raw") beside the framework's; pipe
+// the output through internal/benchratio for medians and ratios.
+//
+// The correctness suite is storetest; this package is apart so that a
+// backend's tests do not carry benchmark code, and the other way round.
+package storebench
 
 import (
 	"context"
@@ -16,48 +24,42 @@ import (
 	"github.com/fluxcapacitor/flux/projection"
 )
 
-// The shared benchmarks: every backend's bench_test.go calls them on its
-// own store, so the figures of the backends are measured the same way.
-// Each reports a baseline sub-benchmark ("baseline" or "raw") beside the
-// framework's; pipe the output through internal/benchratio for medians and
-// ratios.
-
-// BenchDeposited is the event of the shared benchmarks.
-type BenchDeposited struct {
+// Deposited is the event of the shared benchmarks.
+type Deposited struct {
 	Amount   int64  `json:"amount"`
 	Currency string `json:"currency"`
 	Note     string `json:"note"`
 }
 
-// BenchAccount is the aggregate of the shared benchmarks.
-type BenchAccount struct {
+// Account is the aggregate of the shared benchmarks.
+type Account struct {
 	flux.Root
 	Balance int64 `json:"balance"`
 	Count   int   `json:"count"`
 }
 
 // SnapshotState implements flux.Snapshotter.
-func (a *BenchAccount) SnapshotState() any { return a }
+func (a *Account) SnapshotState() any { return a }
 
 // RestoreSnapshot implements flux.Snapshotter.
-func (a *BenchAccount) RestoreSnapshot(decode func(any) error) error { return decode(a) }
+func (a *Account) RestoreSnapshot(decode func(any) error) error { return decode(a) }
 
 // Apply implements flux.Aggregate.
-func (a *BenchAccount) Apply(e any) {
-	if d, ok := e.(BenchDeposited); ok {
+func (a *Account) Apply(e any) {
+	if d, ok := e.(Deposited); ok {
 		a.Balance += d.Amount
 		a.Count++
 	}
 }
 
-var benchDeposit = BenchDeposited{Amount: 1250, Currency: "EUR", Note: "monthly savings transfer"}
+var benchDeposit = Deposited{Amount: 1250, Currency: "EUR", Note: "monthly savings transfer"}
 
-// BenchRepository returns a repository on store for BenchAccount, with the
+// Repository returns a repository on store for Account, with the
 // given snapshot policy.
-func BenchRepository(b testing.TB, store flux.EventStore, policy flux.SnapshotPolicy) *flux.Repository {
+func Repository(b testing.TB, store flux.EventStore, policy flux.SnapshotPolicy) *flux.Repository {
 	b.Helper()
-	reg, err := flux.NewRegistry(flux.AggregateType("Account", func() *BenchAccount { return new(BenchAccount) },
-		flux.EventType[BenchDeposited]("Deposited", 1), flux.Snapshots(policy)))
+	reg, err := flux.NewRegistry(flux.AggregateType("Account", func() *Account { return new(Account) },
+		flux.EventType[Deposited]("Deposited", 1), flux.Snapshots(policy)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,7 +73,7 @@ func BenchRepository(b testing.TB, store flux.EventStore, policy flux.SnapshotPo
 // benchWrite saves one account's events, saves[i] events per save.
 func benchWrite(b *testing.B, repo *flux.Repository, id string, saves ...int) {
 	b.Helper()
-	a := new(BenchAccount)
+	a := new(Account)
 	a.SetID(id)
 	for _, n := range saves {
 		for i := 0; i < n; i++ {
@@ -83,17 +85,17 @@ func benchWrite(b *testing.B, repo *flux.Repository, id string, saves ...int) {
 	}
 }
 
-// BenchLoadSnapshots loads long-lived aggregates with snapshots every 50
+// LoadSnapshots loads long-lived aggregates with snapshots every 50
 // events against the baseline of loading a 50-event aggregate by replay.
 // store must also be a flux.SnapshotStore. Targets: a 10,000-event
 // aggregate loads in ≤ 2× the baseline's time (ratio ≥ 0.5) and ≥ 20×
 // faster than the same aggregate without snapshots.
-func BenchLoadSnapshots(b *testing.B, store flux.EventStore) {
+func LoadSnapshots(b *testing.B, store flux.EventStore) {
 	if _, ok := store.(flux.SnapshotStore); !ok {
 		b.Fatalf("%T does not implement flux.SnapshotStore", store)
 	}
-	snap := BenchRepository(b, store, flux.SnapshotPolicy{Every: 50})
-	noSnap := BenchRepository(b, store, flux.SnapshotPolicy{Disabled: true})
+	snap := Repository(b, store, flux.SnapshotPolicy{Every: 50})
+	noSnap := Repository(b, store, flux.SnapshotPolicy{Disabled: true})
 	benchWrite(b, noSnap, "young", 50)
 	benchWrite(b, snap, "old", 10000)          // snapshot at 10,000
 	benchWrite(b, snap, "old-tail", 10000, 49) // snapshot at 10,000, 49 events after it
@@ -102,7 +104,7 @@ func BenchLoadSnapshots(b *testing.B, store flux.EventStore) {
 		return func(b *testing.B) {
 			ctx := context.Background()
 			for i := 0; i < b.N; i++ {
-				a, err := flux.Load[*BenchAccount](ctx, repo, id)
+				a, err := flux.Load[*Account](ctx, repo, id)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -123,7 +125,7 @@ func BenchLoadSnapshots(b *testing.B, store flux.EventStore) {
 // position, streamed and scanned into variables) and returns the rows read.
 type RawScan func(ctx context.Context, upTo int64) (int, error)
 
-// CatchUpEvents is the size of BenchCatchUp's log: 1,000,000 events, or
+// CatchUpEvents is the size of CatchUp's log: 1,000,000 events, or
 // the positive number in FLUX_BENCH_CATCHUP_EVENTS.
 func CatchUpEvents(b testing.TB) int {
 	v := os.Getenv("FLUX_BENCH_CATCHUP_EVENTS")
@@ -137,14 +139,14 @@ func CatchUpEvents(b testing.TB) int {
 	return n
 }
 
-// BenchCatchUp writes events events to store (in saves of 1,000), then
+// CatchUp writes events events to store (in saves of 1,000), then
 // reads them through a subscription with a no-op projection ("flux")
 // beside raw, a plain SELECT scan of the same rows ("raw"). It reports
 // events/s, the peak live heap during the read, and the process's peak RSS:
 // the log is streamed in batches, so memory stays flat.
-func BenchCatchUp(b *testing.B, store flux.EventStore, events int, raw RawScan) {
+func CatchUp(b *testing.B, store flux.EventStore, events int, raw RawScan) {
 	ctx := context.Background()
-	repo := BenchRepository(b, store, flux.SnapshotPolicy{Disabled: true})
+	repo := Repository(b, store, flux.SnapshotPolicy{Disabled: true})
 	saves := make([]int, 0, events/1000+1)
 	for left := events; left > 0; left -= 1000 {
 		saves = append(saves, min(left, 1000))
@@ -196,7 +198,7 @@ func BenchCatchUp(b *testing.B, store flux.EventStore, events int, raw RawScan) 
 	})
 }
 
-// BenchLiveLatency measures commit-to-projection latency with four writers
+// LiveLatency measures commit-to-projection latency with four writers
 // appending while a projection runner follows the log (woken by the store
 // when it is a projection.Waker, polling every 50ms otherwise): the p50 and
 // p99 from the moment Save returned to the moment the projection handled
@@ -205,10 +207,10 @@ func BenchCatchUp(b *testing.B, store flux.EventStore, events int, raw RawScan) 
 // as 0), and from the moment Save was called (p50-call-ms, p99-call-ms: an
 // upper bound, which includes the append itself), checkpoints kept in the
 // store. Use a fixed -benchtime such as 2000x.
-func BenchLiveLatency(b *testing.B, store flux.EventStore) {
+func LiveLatency(b *testing.B, store flux.EventStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	repo := BenchRepository(b, store, flux.SnapshotPolicy{Disabled: true})
+	repo := Repository(b, store, flux.SnapshotPolicy{Disabled: true})
 	r, err := projection.NewRunner(projection.RunnerConfig{Repository: repo, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
@@ -221,7 +223,7 @@ func BenchLiveLatency(b *testing.B, store flux.EventStore) {
 	)
 	if err := r.Add(projection.New("latency", func(ctx context.Context, e flux.Envelope) error {
 		now := time.Now()
-		d, ok := e.Event.(BenchDeposited)
+		d, ok := e.Event.(Deposited)
 		if !ok {
 			return nil
 		}
@@ -243,11 +245,11 @@ func BenchLiveLatency(b *testing.B, store flux.EventStore) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			acc := new(BenchAccount)
+			acc := new(Account)
 			acc.SetID(fmt.Sprint("writer-", w))
 			for i := 0; i < per && w*per+i < b.N; i++ {
 				key := fmt.Sprintf("%d-%d", w, i)
-				flux.Raise(acc, BenchDeposited{Amount: 1, Currency: "EUR", Note: key})
+				flux.Raise(acc, Deposited{Amount: 1, Currency: "EUR", Note: key})
 				called := time.Now()
 				if err := repo.Save(ctx, acc); err != nil {
 					b.Error(err)

@@ -1,6 +1,8 @@
 // Package wake broadcasts in-process "an append committed" signals to
-// following subscriptions (projection.Waker for memstore, sqlitestore and
-// mysqlstore). Signals are coalesced: a subscriber that has not consumed
+// following subscriptions. A backend implements projection.Waker by
+// returning Broadcaster.Subscribe and calling Signal after each commit
+// (memstore, sqlitestore and mysqlstore do; pgstore also signals on
+// LISTEN/NOTIFY). Signals are coalesced: a subscriber that has not consumed
 // the last one does not queue another.
 package wake
 

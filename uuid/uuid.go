@@ -1,6 +1,7 @@
 // Package uuid generates and checks RFC 9562 UUIDs with the standard library
 // only. Version 7 (time-ordered) is the default for event IDs: it keeps
-// B-tree indexes on event_id append-mostly.
+// B-tree indexes on event_id append-mostly. Backends use Format to render
+// the event IDs their database stores as 16 bytes.
 package uuid
 
 import (
