@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/backend"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/fluxcapacitor/flux/txhook"
@@ -373,6 +374,9 @@ func (s *Store) CreateKey(ctx context.Context, k pii.StoredKey) (pii.StoredKey, 
 
 // ForgetSubject implements pii.KeyStore.
 func (s *Store) ForgetSubject(ctx context.Context, f pii.Forgetting) error {
+	if err := backend.CheckForgetting(f); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/backend"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 )
@@ -371,6 +372,9 @@ func (s *Store) inTx(ctx context.Context, op string, opts *sql.TxOptions, fn fun
 func (s *Store) ForgetSubject(ctx context.Context, f pii.Forgetting) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
+	}
+	if err := backend.CheckForgetting(f); err != nil {
+		return err
 	}
 	if err := checkName("subject", f.Subject); err != nil {
 		return err

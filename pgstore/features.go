@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/backend"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 	"github.com/jackc/pgx/v5"
@@ -318,12 +319,10 @@ func (s *Store) ForgetSubject(ctx context.Context, f pii.Forgetting) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
 	}
-	op := fmt.Sprintf("forget subject %q", f.Subject)
-	for _, v := range []string{f.Subject, f.By, f.Reason} {
-		if strings.IndexByte(v, 0) >= 0 {
-			return fmt.Errorf("pgstore: %s: the subject, by or reason contains a NUL character, which PostgreSQL cannot store", op)
-		}
+	if err := backend.CheckForgetting(f); err != nil {
+		return err
 	}
+	op := fmt.Sprintf("forget subject %q", f.Subject)
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.fail(ctx, op, err, nothingCommitted)

@@ -8,6 +8,7 @@ import (
 	"iter"
 
 	"github.com/fluxcapacitor/flux"
+	"github.com/fluxcapacitor/flux/backend"
 	"github.com/fluxcapacitor/flux/pii"
 	"github.com/fluxcapacitor/flux/projection"
 )
@@ -338,6 +339,9 @@ func (s *Store) CreateKey(ctx context.Context, k pii.StoredKey) (pii.StoredKey, 
 func (s *Store) ForgetSubject(ctx context.Context, f pii.Forgetting) error {
 	if s.closed.Load() {
 		return flux.ErrStoreClosed
+	}
+	if err := backend.CheckForgetting(f); err != nil {
+		return err
 	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {

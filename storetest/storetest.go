@@ -106,6 +106,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("snapshots", func(t *testing.T) { t.Parallel(); testSnapshots(t, h) })
 	t.Run("idempotency keys", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })
 	t.Run("data keys for personal data", func(t *testing.T) { t.Parallel(); testKeys(t, h) })
+	t.Run("forgetting an invalid subject is refused the same way everywhere", func(t *testing.T) { t.Parallel(); testForgetValidation(t, h) })
 	t.Run("projection checkpoints", func(t *testing.T) { t.Parallel(); testCheckpoints(t, h) })
 	t.Run("checkpoint writes are conditional", func(t *testing.T) { t.Parallel(); testCheckpointWrites(t, h) })
 	t.Run("concurrent checkpoint writers never move it backwards", func(t *testing.T) { t.Parallel(); testConcurrentCheckpointWriters(t, h) })
