@@ -206,17 +206,7 @@ func (s *Store) ListStreams(ctx context.Context, opts flux.ListStreamsOptions) i
 			yield(flux.StreamInfo{}, flux.ErrStoreClosed)
 			return
 		}
-		query := `SELECT aggregate_id, MIN(aggregate_type), MAX(version), MIN(occurred_on), MAX(occurred_on) FROM events WHERE aggregate_id > ?`
-		args := []any{opts.After}
-		if opts.AggregateType != "" {
-			query += ` AND aggregate_type = ?`
-			args = append(args, opts.AggregateType)
-		}
-		query += ` GROUP BY aggregate_id ORDER BY aggregate_id`
-		if opts.Limit > 0 {
-			query += ` LIMIT ?`
-			args = append(args, opts.Limit)
-		}
+		query, args := backend.ListStreamsQuery("events", opts, backend.Question)
 		rows, err := s.db.QueryContext(ctx, query, args...)
 		if err != nil {
 			yield(flux.StreamInfo{}, s.readError(ctx, "list streams", err))

@@ -190,18 +190,8 @@ func (s *Store) ListStreams(ctx context.Context, opts flux.ListStreamsOptions) i
 			yield(flux.StreamInfo{}, flux.ErrStoreClosed)
 			return
 		}
-		var b strings.Builder
-		var p paramList
-		b.WriteString(`SELECT aggregate_id, MIN(aggregate_type), MAX(version), MIN(occurred_on), MAX(occurred_on) FROM ` + s.q.table("events"))
-		b.WriteString(` WHERE aggregate_id > ` + p.add(opts.After))
-		if opts.AggregateType != "" {
-			b.WriteString(` AND aggregate_type = ` + p.add(opts.AggregateType))
-		}
-		b.WriteString(` GROUP BY aggregate_id ORDER BY aggregate_id`)
-		if opts.Limit > 0 {
-			b.WriteString(` LIMIT ` + p.add(opts.Limit))
-		}
-		rows, err := s.query(ctx, b.String(), p.args...)
+		query, args := backend.ListStreamsQuery(s.q.table("events"), opts, backend.Dollar)
+		rows, err := s.query(ctx, query, args...)
 		if err != nil {
 			yield(flux.StreamInfo{}, s.fail(ctx, "list streams", err, ""))
 			return
