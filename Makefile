@@ -31,7 +31,7 @@ test:
 
 ## test-full: the heavy acceptance tests at full size, without -race
 test-full:
-	$(call run-modules,FLUX_TEST_FULL=1 $(GO) test -count=1 -run 'TestConformance|TestProjectorSurvivesSIGKILL|TestRelaySurvivesServerRestarts' ./...,test-full)
+	$(call run-modules,FLUX_TEST_FULL=1 $(GO) test -count=1 -timeout 30m -run '^(TestConformance|TestProjectorSurvivesSIGKILL|TestRelaySurvivesServerRestarts)$$' ./...,test-full)
 
 ## vet: go vet every module
 vet:
